@@ -1,0 +1,233 @@
+"""Concrete cases built from the assignment table, and the public case data file.
+
+A case is one input (``Z``, ``dLdA``, constructor arguments) for one
+activation. Its expected outputs come from the reference (instructor side)
+or from the public data file shipped to students, which stores the public
+inputs too, so every student grades on exactly the same numbers whatever
+their numpy version draws.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from autograder import assignment
+from autograder.assignment import Activation, CaseSpec, Random, Values
+
+DATA_DIR = Path(__file__).resolve().parent / "data"
+PUBLIC_DATA = DATA_DIR / "public_cases.json"
+DATA_VERSION = 1
+
+
+@dataclass
+class Expected:
+    """What the reference computes on a case (float64)."""
+
+    A: np.ndarray
+    dLdZ: np.ndarray
+    dLdbeta: float | None = None
+
+    def phase(self, phase: str) -> np.ndarray | float | None:
+        """The expected value of ``phase`` (forward -> A, backward -> dLdZ)."""
+        return {"forward": self.A, "backward": self.dLdZ, "dLdbeta": self.dLdbeta}[phase]
+
+
+@dataclass
+class Case:
+    """One graded input for one activation."""
+
+    id: str
+    activation: str
+    visibility: str
+    kwargs: dict[str, Any]
+    Z: np.ndarray
+    dLdA: np.ndarray
+    description: str
+    expected: Expected | None = None
+    # Outputs of catalogued mistakes on this case, by mistake name (feedback).
+    mistakes: dict[str, Expected] = field(default_factory=dict)
+
+    @property
+    def spec(self) -> Activation:
+        """The table row of this case's activation."""
+        return assignment.BY_NAME[self.activation]
+
+    def label(self) -> str:
+        """How feedback names this case: its id, and its inputs when public."""
+        if self.visibility == "hidden":
+            return f"hidden case {self.id}"
+        return f"case {self.id}: {self.description}"
+
+
+def describe(spec: CaseSpec, Z: np.ndarray) -> str:
+    """A one-line description of a case for feedback: shape, seed, arguments."""
+    parts = []
+    if isinstance(spec, Random):
+        parts.append(f"random Z of shape {tuple(Z.shape)} (seed {spec.seed}, scale {spec.scale:g})")
+    else:
+        parts.append(f"Z = {_short(Z)}")
+    if Z.dtype != np.float64:
+        parts.append(str(Z.dtype))
+    if spec.kwargs:
+        parts.append(", ".join(f"{k}={v!r}" for k, v in spec.kwargs.items()))
+    if spec.note:
+        parts.append(spec.note)
+    return "; ".join(parts)
+
+
+def _short(Z: np.ndarray) -> str:
+    text = np.array2string(np.asarray(Z, dtype=np.float64), separator=", ", threshold=12)
+    return " ".join(text.split())
+
+
+def materialize(spec: CaseSpec) -> tuple[np.ndarray, np.ndarray]:
+    """The ``(Z, dLdA)`` arrays of a case spec, in the spec's dtype."""
+    dtype = np.dtype(spec.dtype)
+    if isinstance(spec, Random):
+        rng = np.random.default_rng(spec.seed)
+        Z = rng.normal(0.0, spec.scale, size=spec.shape)
+        dLdA = rng.normal(0.0, 1.0, size=spec.shape)
+    elif isinstance(spec, Values):
+        Z = np.array(spec.Z, dtype=np.float64)
+        if spec.dLdA is not None:
+            dLdA = np.array(spec.dLdA, dtype=np.float64)
+        else:
+            dLdA = np.random.default_rng(spec.seed).normal(0.0, 1.0, size=Z.shape)
+    else:  # pragma: no cover - the table only holds the two kinds
+        raise TypeError(f"unknown case spec {spec!r}")
+    return Z.astype(dtype), dLdA.astype(dtype)
+
+
+def hidden_specs() -> dict[str, tuple[CaseSpec, ...]] | None:
+    """The hidden rows of the table, or None in a student bundle (module absent)."""
+    try:
+        from autograder.hidden_cases import HIDDEN
+    except ImportError:
+        return None
+    return HIDDEN
+
+
+def build_cases(visibilities: tuple[str, ...] = ("public", "hidden")) -> list[Case]:
+    """Cases of the table in table order (hidden ones only if available)."""
+    hidden = hidden_specs() if "hidden" in visibilities else None
+    cases: list[Case] = []
+    for act in assignment.ACTIVATIONS:
+        rows: list[tuple[str, tuple[CaseSpec, ...]]] = []
+        if "public" in visibilities:
+            rows.append(("public", act.public))
+        if hidden is not None:
+            rows.append(("hidden", hidden.get(act.name, ())))
+        for visibility, specs in rows:
+            for index, spec in enumerate(specs, start=1):
+                Z, dLdA = materialize(spec)
+                cases.append(
+                    Case(
+                        id=f"{act.name}-{visibility[0]}{index}",
+                        activation=act.name,
+                        visibility=visibility,
+                        kwargs=dict(spec.kwargs),
+                        Z=Z,
+                        dLdA=dLdA,
+                        description=describe(spec, Z),
+                    )
+                )
+    return cases
+
+
+# ---------------------------------------------------------------- data file
+
+
+def _encode_array(x: np.ndarray) -> dict[str, Any]:
+    x = np.asarray(x)
+    return {"dtype": str(x.dtype), "shape": list(x.shape), "data": _floats(x.ravel().tolist())}
+
+
+def _floats(values: list[float]) -> list[Any]:
+    # JSON has no inf/nan; spell them as strings (reference outputs never hold them,
+    # but catalogued mistakes do: an overflowing Softplus gives inf).
+    return [v if math.isfinite(v) else repr(v) for v in values]
+
+
+def _decode_array(obj: dict[str, Any]) -> np.ndarray:
+    dtype = np.dtype(obj["dtype"])
+    if dtype.kind not in "fiub":
+        raise ValueError(f"unsupported dtype {dtype} in case data")
+    data = [float(v) for v in obj["data"]]
+    return np.array(data, dtype=np.float64).astype(dtype).reshape(obj["shape"])
+
+
+def _encode_expected(e: Expected) -> dict[str, Any]:
+    out: dict[str, Any] = {"A": _encode_array(e.A), "dLdZ": _encode_array(e.dLdZ)}
+    if e.dLdbeta is not None:
+        out["dLdbeta"] = _floats([float(e.dLdbeta)])[0]
+    return out
+
+
+def _decode_expected(obj: dict[str, Any]) -> Expected:
+    beta = obj.get("dLdbeta")
+    return Expected(
+        A=_decode_array(obj["A"]),
+        dLdZ=_decode_array(obj["dLdZ"]),
+        dLdbeta=None if beta is None else float(beta),
+    )
+
+
+def dumps_case_data(cases: list[Case]) -> str:
+    """Serialize cases with their expected outputs (and mistakes) as JSON text."""
+    rows = []
+    for case in cases:
+        if case.expected is None:
+            raise ValueError(f"case {case.id} has no expected outputs")
+        row: dict[str, Any] = {
+            "id": case.id,
+            "activation": case.activation,
+            "visibility": case.visibility,
+            "kwargs": case.kwargs,
+            "description": case.description,
+            "Z": _encode_array(case.Z),
+            "dLdA": _encode_array(case.dLdA),
+            "expected": _encode_expected(case.expected),
+        }
+        if case.mistakes:
+            row["mistakes"] = {k: _encode_expected(v) for k, v in case.mistakes.items()}
+        rows.append(row)
+    doc = {
+        "version": DATA_VERSION,
+        "note": "Generated by `autograder handout` from the reference; do not edit.",
+        "cases": rows,
+    }
+    return json.dumps(doc, indent=1) + "\n"
+
+
+def loads_case_data(text: str) -> list[Case]:
+    """Parse the JSON written by :func:`dumps_case_data`."""
+    doc = json.loads(text)
+    if doc.get("version") != DATA_VERSION:
+        raise ValueError(f"case data version {doc.get('version')!r}, expected {DATA_VERSION}")
+    cases = []
+    for row in doc["cases"]:
+        cases.append(
+            Case(
+                id=row["id"],
+                activation=row["activation"],
+                visibility=row["visibility"],
+                kwargs=dict(row["kwargs"]),
+                Z=_decode_array(row["Z"]),
+                dLdA=_decode_array(row["dLdA"]),
+                description=row["description"],
+                expected=_decode_expected(row["expected"]),
+                mistakes={k: _decode_expected(v) for k, v in row.get("mistakes", {}).items()},
+            )
+        )
+    return cases
+
+
+def load_case_data(path: Path = PUBLIC_DATA) -> list[Case]:
+    """Read a case data file (the public one by default)."""
+    return loads_case_data(path.read_text(encoding="utf-8"))

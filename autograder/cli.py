@@ -1,0 +1,196 @@
+"""The ``autograder`` command line.
+
+Exit status: 0 when a report was produced (whatever the score), 1 when a
+requested check failed (``handout --check``, ``--fail-under``), 2 for unusable
+input or usage, 3 when the grader cannot run here (e.g. ``--sandbox strict``
+without the sandbox). Errors are one line on stderr, never a traceback
+(set ``AUTOGRADER_DEBUG=1`` to see one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+from pathlib import Path
+
+from autograder import __version__
+
+
+class UsageError(Exception):
+    """Bad arguments; exit status 2."""
+
+
+def _positive(kind: type):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+        return value
+
+    return parse
+
+
+def _add_limits(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--sandbox",
+        choices=("auto", "strict", "process"),
+        default="auto",
+        help="isolation of student code: strongest available (auto), the full "
+        "sandbox or refuse (strict), or a plain process (process)",
+    )
+    p.add_argument(
+        "--timeout",
+        type=_positive(float),
+        default=None,
+        metavar="S",
+        help="seconds allowed for one case (default 2)",
+    )
+    p.add_argument(
+        "--budget",
+        type=_positive(float),
+        default=None,
+        metavar="S",
+        help="seconds allowed for one whole submission (default 60)",
+    )
+    p.add_argument(
+        "--memory",
+        type=_positive(int),
+        default=None,
+        metavar="MB",
+        help="memory limit of the student's process in MiB (default 1024)",
+    )
+
+
+def _options(args: argparse.Namespace):
+    from autograder.engine import GradeOptions
+    from autograder.runner import Limits
+
+    limits = Limits()
+    if args.timeout:
+        limits.call_timeout = args.timeout
+    if args.budget:
+        limits.budget = args.budget
+    if args.memory:
+        limits.memory_bytes = args.memory << 20
+    return GradeOptions(
+        public_only=getattr(args, "public_only", False), sandbox=args.sandbox, limits=limits
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="autograder",
+        description="Grade mytorch activation functions against the reference.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    g = sub.add_parser("grade", help="grade one submission")
+    g.add_argument("path", help="directory, .py file, .tar/.tar.gz/.tgz/.zip handin, or .ipynb")
+    g.add_argument("--format", choices=("table", "json", "gradescope", "autolab"), default="table")
+    g.add_argument("-o", "--output", metavar="FILE", help="write the report here instead of stdout")
+    g.add_argument("--public-only", action="store_true", help="grade the public cases only")
+    _add_limits(g)
+
+    h = sub.add_parser("handout", help="regenerate the student stubs and public case data")
+    h.add_argument(
+        "--check",
+        action="store_true",
+        help="only report generated files that are out of date (exit 1 if any)",
+    )
+    return parser
+
+
+def _emit(text: str, output: str | None) -> None:
+    if output:
+        from autograder.handout import write_atomic
+
+        write_atomic(Path(output), text)
+    else:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+
+def cmd_grade(args: argparse.Namespace) -> int:
+    """``autograder grade``."""
+    from autograder import engine, render
+
+    report = engine.grade(args.path, _options(args))
+    _emit(render.RENDERERS[args.format](report), args.output)
+    return 0
+
+
+def cmd_handout(args: argparse.Namespace) -> int:
+    """``autograder handout``."""
+    from autograder import handout, reference
+
+    if reference.reference_path() is None:
+        raise UsageError(
+            "the reference (solutions/) is not here: run this in the instructor's repository"
+        )
+    stale = handout.generate(check=args.check)
+    root = handout.ROOT
+    for path in stale:
+        rel = path.relative_to(root) if path.is_relative_to(root) else path
+        print(f"{'out of date' if args.check else 'wrote'}: {rel}")
+    if args.check and stale:
+        print(
+            "run `autograder handout` (or `make handout-files`) to regenerate them", file=sys.stderr
+        )
+        return 1
+    if not stale:
+        print("generated files are up to date")
+    return 0
+
+
+COMMANDS = {"grade": cmd_grade, "handout": cmd_handout}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; return the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return 2
+    from autograder.engine import GraderError
+    from autograder.runner import WorkerError
+    from autograder.sandbox import SandboxError
+    from autograder.submission import SubmissionError
+
+    try:
+        return COMMANDS[args.command](args)
+    except (SubmissionError, UsageError) as exc:
+        print(f"autograder: error: {exc}", file=sys.stderr)
+        return 2
+    except (GraderError, WorkerError, SandboxError) as exc:
+        print(f"autograder: cannot grade here: {exc}", file=sys.stderr)
+        return 3
+    except ModuleNotFoundError as exc:
+        print(
+            f"autograder: missing dependency {exc.name!r}: install the requirements "
+            "(pip install -r requirements.txt, or pip install -e .)",
+            file=sys.stderr,
+        )
+        return 3
+    except KeyboardInterrupt:
+        print("autograder: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:
+        if os.environ.get("AUTOGRADER_DEBUG"):
+            traceback.print_exc()
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        print(
+            f"autograder: internal error: {type(exc).__name__}: {first} "
+            "(set AUTOGRADER_DEBUG=1 for details)",
+            file=sys.stderr,
+        )
+        return 3

@@ -1,0 +1,150 @@
+"""Element-wise comparison of a student's array with the expected one.
+
+Messages follow numpy.testing's style: how many elements mismatch and what
+share, the largest absolute and relative difference, then the worst few
+elements with the input ``Z`` they came from, expected and got.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+WORST_SHOWN = 3
+
+
+def fmt(x: float) -> str:
+    """A number as feedback shows it: short, but never rounded to a lie."""
+    if not np.isfinite(x):
+        return str(x)
+    if x == 0:
+        return "0"
+    text = f"{x:.6g}"
+    return text if float(text) == x or abs(x) >= 1e-4 else f"{x:.4e}"
+
+
+@dataclass
+class Comparison:
+    """The outcome of comparing one array (or scalar) with its expected value."""
+
+    passed: bool
+    message: str = ""
+    mismatched: int = 0
+    total: int = 0
+    max_abs: float = 0.0
+    max_rel: float = 0.0
+    # Where it went wrong: (index, Z, expected, got) of the worst elements.
+    worst: list[tuple[tuple[int, ...], float | None, float, float]] = field(default_factory=list)
+    shape_problem: str = ""
+
+
+def close(expected: np.ndarray, got: np.ndarray, rtol: float, atol: float) -> np.ndarray:
+    """Element-wise closeness; infinities must match exactly, NaN never matches."""
+    with np.errstate(all="ignore"):
+        ok = np.abs(got - expected) <= atol + rtol * np.abs(expected)
+    return ok | ((got == expected) & np.isinf(expected))
+
+
+def _shape_hint(expected: np.ndarray, got: np.ndarray, rtol: float, atol: float) -> str:
+    if got.size != expected.size or got.size <= 1:
+        return ""
+    if got.shape == expected.shape[::-1] and close(expected.T, got, rtol, atol).all():
+        return " The values are right but transposed: keep the layout of Z."
+    if close(expected.reshape(-1), got.reshape(-1), rtol, atol).all():
+        return " The values are right but laid out differently: is it flattened or reshaped?"
+    return ""
+
+
+def compare(
+    expected: np.ndarray,
+    got: np.ndarray,
+    rtol: float,
+    atol: float,
+    Z: np.ndarray | None = None,
+    name: str = "A",
+) -> Comparison:
+    """Compare ``got`` with ``expected`` (both float64)."""
+    expected = np.asarray(expected, dtype=np.float64)
+    got = np.asarray(got, dtype=np.float64)
+    if got.shape != expected.shape:
+        problem = (
+            f"{name} has the wrong shape: expected {tuple(expected.shape)}, got {tuple(got.shape)}."
+        )
+        return Comparison(
+            passed=False,
+            message=problem + _shape_hint(expected, got, rtol, atol),
+            total=expected.size,
+            mismatched=expected.size,
+            shape_problem=problem,
+        )
+    ok = close(expected, got, rtol, atol)
+    total = int(ok.size)
+    bad = int(total - np.count_nonzero(ok))
+    if bad == 0:
+        return Comparison(passed=True, total=total)
+    with np.errstate(all="ignore"):
+        diff = np.abs(got - expected)
+        diff = np.where(np.isnan(diff), np.inf, diff)
+        rel = diff / np.abs(expected)
+    rel = np.where(np.isnan(rel), np.inf, rel)
+    order = np.argsort(-np.where(ok, -1.0, diff), axis=None, kind="stable")[: min(bad, WORST_SHOWN)]
+    worst = []
+    for flat in order:
+        index = tuple(int(i) for i in np.unravel_index(int(flat), expected.shape))
+        z = None if Z is None or np.shape(Z) != expected.shape else float(np.asarray(Z)[index])
+        worst.append((index, z, float(expected[index]), float(got[index])))
+    comparison = Comparison(
+        passed=False,
+        mismatched=bad,
+        total=total,
+        max_abs=float(np.max(np.where(ok, 0.0, diff))),
+        max_rel=float(np.max(np.where(ok, 0.0, rel))),
+        worst=worst,
+    )
+    comparison.message = describe(comparison, name)
+    return comparison
+
+
+def describe(c: Comparison, name: str) -> str:
+    """numpy.testing-style text for a failed comparison."""
+    share = 100.0 * c.mismatched / max(c.total, 1)
+    lines = [
+        f"{name}: {c.mismatched} of {c.total} elements differ ({share:.3g}%); "
+        f"max abs diff {fmt(c.max_abs)}, max rel diff {fmt(c.max_rel)}"
+    ]
+    for index, z, e, g in c.worst:
+        where = f"at {list(index)}" if index else "at the only element"
+        at_z = "" if z is None else f" where Z = {fmt(z)}"
+        lines.append(f"  {where}{at_z}: expected {fmt(e)}, got {fmt(g)}")
+    return "\n".join(lines)
+
+
+def compare_scalar(
+    expected: float, got: np.ndarray, rtol: float, atol: float, name: str
+) -> Comparison:
+    """Compare a scalar such as Swish's dLdbeta; any size-1 array is accepted."""
+    got = np.asarray(got, dtype=np.float64)
+    if got.size != 1:
+        problem = (
+            f"{name} should be a single number summed over the whole batch; "
+            f"got an array of shape {tuple(got.shape)}."
+        )
+        return Comparison(
+            passed=False, message=problem, total=1, mismatched=1, shape_problem=problem
+        )
+    value = float(got.reshape(()))
+    if bool(close(np.float64(expected), np.float64(value), rtol, atol)):
+        return Comparison(passed=True, total=1)
+    with np.errstate(all="ignore"):
+        diff = abs(value - expected)
+    c = Comparison(
+        passed=False,
+        mismatched=1,
+        total=1,
+        max_abs=diff,
+        max_rel=diff / abs(expected) if expected else float("inf"),
+        worst=[((), None, float(expected), value)],
+    )
+    c.message = f"{name}: expected {fmt(expected)}, got {fmt(value)}"
+    return c

@@ -1,0 +1,214 @@
+"""Grade one submission: cases -> worker outputs -> pytest checks -> report.
+
+The process running this module holds the expected values and writes the
+report; it never imports or executes the student's code (the worker does,
+in another process). pytest runs in this process, from the grader's own
+directory and configuration, and never collects anything from a submission.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from autograder import cases as cases_mod
+from autograder import checks, reference, sandbox, submission
+from autograder.cases import Case
+from autograder.checks import GradingContext
+from autograder.outputs import RunOutput
+from autograder.report import Report, entries_from_pytest
+from autograder.report import entry as report_entry
+from autograder.runner import Limits, SubmissionRunner, Zygote
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+CHECKS_FILE = PACKAGE_DIR / "checks.py"
+PYTEST_INI = PACKAGE_DIR / "checks.ini"
+
+
+class GraderError(RuntimeError):
+    """The grader itself cannot work (not the submission's fault)."""
+
+
+@dataclass
+class GradeOptions:
+    """Options of one grading run."""
+
+    public_only: bool = False
+    sandbox: str = "auto"
+    limits: Limits = field(default_factory=Limits)
+
+
+def prepare_cases(public_only: bool = False) -> tuple[list[Case], bool]:
+    """Cases with expected values, and whether hidden cases are among them.
+
+    With the reference at hand (instructor side) every expected value is
+    computed from it now; otherwise (student bundle) the public case data file
+    supplies inputs and expected values.
+    """
+    module = reference.load_reference()
+    if module is None:
+        if not cases_mod.PUBLIC_DATA.is_file():
+            raise GraderError(
+                "neither the reference nor the public case data "
+                f"({cases_mod.PUBLIC_DATA.name}) is available"
+            )
+        return cases_mod.load_case_data(), False
+    visibilities = ("public",) if public_only else ("public", "hidden")
+    cases = reference.attach_expected(module, cases_mod.build_cases(visibilities))
+    hidden = any(c.visibility == "hidden" for c in cases)
+    return cases, hidden
+
+
+@contextlib.contextmanager
+def _pytest_environment() -> Iterator[None]:
+    # The user's environment must not inject options or plugins into our run.
+    saved = {
+        k: os.environ.get(k)
+        for k in ("PYTEST_ADDOPTS", "PYTEST_PLUGINS", "PYTEST_DISABLE_PLUGIN_AUTOLOAD")
+    }
+    os.environ.pop("PYTEST_ADDOPTS", None)
+    os.environ.pop("PYTEST_PLUGINS", None)
+    os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def run_checks(ctx: GradingContext, specs: list[checks.TestSpec]) -> list:
+    """Run the checks with pytest and pytest-json-report; return report entries."""
+    import pytest
+
+    plugin = checks.ChecksPlugin(ctx, specs)
+    args = [
+        str(CHECKS_FILE),
+        "-c", str(PYTEST_INI),
+        "--rootdir", str(PACKAGE_DIR),
+        "--noconftest",
+        "-p", "no:cacheprovider",
+        "-qq",
+        "--tb=short",
+        "-p", "pytest_jsonreport.plugin",
+        "--json-report",
+        "--json-report-file=none",
+        "--json-report-omit", "collectors", "log", "keywords", "streams", "warnings",
+        "-s",
+    ]  # fmt: skip
+    chatter = io.StringIO()
+    # pytest's own terminal output is not the report: keep it off the user's screen.
+    with (
+        _pytest_environment(),
+        contextlib.redirect_stdout(chatter),
+        contextlib.redirect_stderr(chatter),
+    ):
+        pytest.main(args, plugins=[plugin])
+    if plugin.json_report is None:
+        last = (chatter.getvalue().strip().splitlines() or ["no output"])[-1]
+        raise GraderError(f"pytest did not produce a report ({last[:200]})")
+    return entries_from_pytest(plugin.json_report, specs)
+
+
+class Grader:
+    """Grades submissions one after another on one zygote, with shared cases.
+
+    Each submission still gets fresh worker children; only the zygote (numpy
+    already imported) and the expected values are shared.
+    """
+
+    def __init__(self, options: GradeOptions | None = None, slot: int = 0) -> None:
+        self.options = options or GradeOptions()
+        self.plan = sandbox.plan(self.options.sandbox, slot=slot)
+        self._zygote: Zygote | None = Zygote(self.plan)  # boots while cases are prepared
+        self.cases, self.hidden_graded = prepare_cases(self.options.public_only)
+        self.specs = checks.test_specs(self.cases)
+
+    def zygote(self) -> Zygote:
+        """The running zygote, restarted if a submission killed it."""
+        if self._zygote is not None and not self._zygote.alive():
+            self._zygote.close()
+            self._zygote = None
+        if self._zygote is None:
+            self._zygote = Zygote(self.plan)
+        self._zygote.wait_ready()
+        return self._zygote
+
+    def run(self, sub: submission.Submission) -> dict[str, RunOutput]:
+        """Run the public cases (feedback shown), then the hidden ones (nothing shown)."""
+        limits = self.options.limits
+        runner = SubmissionRunner(self.zygote, limits)
+        deadline = time.monotonic() + limits.budget
+        runs: dict[str, RunOutput] = {}
+        for visibility in ("public", "hidden"):
+            subset = [c for c in self.cases if c.visibility == visibility]
+            if subset:
+                runs[visibility] = runner.run(
+                    sub.files, subset, show=visibility == "public", deadline=deadline
+                )
+        return runs
+
+    def grade(self, path: str | os.PathLike[str], use_pytest: bool = True) -> Report:
+        """Grade the submission at ``path`` (see :meth:`grade_submission`)."""
+        started = time.perf_counter()
+        report = self.grade_submission(submission.load(path), use_pytest)
+        report.duration_s = time.perf_counter() - started
+        return report
+
+    def grade_submission(self, sub: submission.Submission, use_pytest: bool = True) -> Report:
+        """Grade a loaded submission.
+
+        With ``use_pytest`` the checks run as pytest tests and the report is
+        built from pytest-json-report's JSON; without, the same check
+        functions are called directly (batch grading, where pytest's per-test
+        cost would dominate). Both give the same report.
+        """
+        started = time.perf_counter()
+        runs = self.run(sub)
+        ctx = GradingContext(submission=sub.name, cases=self.cases, runs=runs, source=sub.source)
+        if use_pytest:
+            entries = run_checks(ctx, self.specs)
+        else:
+            entries = [report_entry(checks.evaluate(spec, ctx)) for spec in self.specs]
+        return Report(
+            submission=sub.name,
+            tests=entries,
+            duration_s=time.perf_counter() - started,
+            sandbox=self.plan.level,
+            hidden_graded=self.hidden_graded,
+            student_output=runs.get("public", RunOutput()).stdout,
+        )
+
+    def close(self) -> None:
+        """Stop the zygote."""
+        if self._zygote is not None:
+            self._zygote.close()
+            self._zygote = None
+
+    def __enter__(self) -> Grader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def grade(path: str | os.PathLike[str], options: GradeOptions | None = None) -> Report:
+    """Grade the submission at ``path`` and return its report.
+
+    Raises :class:`submission.SubmissionError` for unusable input and
+    :class:`GraderError` (or ``sandbox.SandboxError``) when grading cannot run.
+    The submission is checked before any grading machinery starts.
+    """
+    started = time.perf_counter()
+    sub = submission.load(path)
+    with Grader(options) as grader:
+        report = grader.grade_submission(sub)
+    report.duration_s = time.perf_counter() - started
+    return report

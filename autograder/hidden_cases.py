@@ -1,0 +1,83 @@
+"""Hidden cases: graded for the record, never shown to students.
+
+This module is the instructor-only part of the assignment table
+(``assignment.py``): the student bundle leaves it out, so a student's copy of
+the autograder grades public cases only. Feedback on hidden cases shows
+pass/fail and points, never the inputs or the expected values.
+"""
+
+from __future__ import annotations
+
+from autograder.assignment import CaseSpec, Random, Values
+
+_BIG = ((-1000.0, -745.0, -50.0, -1e-8), (1e-8, 50.0, 745.0, 1000.0))
+
+HIDDEN: dict[str, tuple[CaseSpec, ...]] = {
+    "Identity": (Random((6, 3), seed=150), Random((5,), seed=151, dtype="float32")),
+    "Sigmoid": (
+        Random((8, 6), seed=250, scale=6.0),
+        Random((3, 2, 5), seed=251, dtype="float32"),
+        Values(_BIG, seed=252),
+    ),
+    "Tanh": (
+        Random((8, 6), seed=350, scale=4.0),
+        Random((3, 2, 5), seed=351, dtype="float32"),
+        Values(_BIG, seed=352),
+    ),
+    "ReLU": (
+        Random((8, 6), seed=450),
+        Random((3, 2, 5), seed=451, dtype="float32"),
+        Values(((0.0, -0.0, 1e-6), (-1e-6, 7.0, -7.0)), seed=452),
+    ),
+    "LeakyReLU": (
+        Random((8, 6), seed=550),
+        Random((3, 2, 5), seed=551, kwargs={"alpha": 0.3}),
+        Values((-1.0, 0.0, 1.0), seed=552, kwargs={"alpha": 0.2}),
+    ),
+    "ELU": (
+        Random((8, 6), seed=650, kwargs={"alpha": 1.7}),
+        Random((3, 2, 5), seed=651, dtype="float32"),
+        Values(_BIG, seed=652, kwargs={"alpha": 0.5}),
+    ),
+    "CELU": (
+        Random((8, 6), seed=750, kwargs={"alpha": 0.5}),
+        Random((3, 2, 5), seed=751, dtype="float32", kwargs={"alpha": 3.0}),
+        Values(_BIG, seed=752, kwargs={"alpha": 2.0}),
+    ),
+    "GELU": (
+        Random((8, 6), seed=850, scale=4.0),
+        Random((3, 2, 5), seed=851, dtype="float32"),
+        Values(_BIG, seed=852),
+    ),
+    "Swish": (
+        Random((8, 6), seed=950, kwargs={"beta": 2.0}),
+        Random((3, 2, 5), seed=951, dtype="float32"),
+        Values(_BIG, seed=952, kwargs={"beta": 0.5}),
+    ),
+    "Softplus": (
+        Random((8, 6), seed=1050, scale=8.0),
+        Random((3, 2, 5), seed=1051, dtype="float32", kwargs={"beta": 0.5}),
+        Values(_BIG, seed=1052, kwargs={"beta": 3.0, "threshold": 10.0}),
+    ),
+    "Mish": (
+        Random((8, 6), seed=1150, scale=4.0),
+        Random((3, 2, 5), seed=1151, dtype="float32"),
+        Values(_BIG, seed=1152),
+    ),
+    "Hardswish": (
+        Random((8, 6), seed=1250, scale=4.0),
+        Random((3, 2, 5), seed=1251, dtype="float32"),
+        Values(((-3.0, 3.0, -2.999), (2.999, -3.001, 3.001)), seed=1252),
+    ),
+    "ReLU6": (
+        Random((8, 6), seed=1350, scale=5.0),
+        Random((3, 2, 5), seed=1351, dtype="float32"),
+        Values(((6.0, 0.0, 5.999), (6.001, -0.001, 1e-6)), seed=1352),
+    ),
+    "Softmax": (
+        Random((8, 10), seed=1450, scale=5.0),
+        Random((5, 7), seed=1451, scale=400.0),
+        Random((6, 3), seed=1452, dtype="float32"),
+        Random((4, 1), seed=1453),
+    ),
+}

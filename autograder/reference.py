@@ -1,0 +1,70 @@
+"""The reference implementation: where it lives and what it computes.
+
+Only the grader's own (trusted) process imports the reference. Student code
+never runs in a process that has it loaded.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import warnings
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+
+from autograder.cases import Case, Expected
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+REFERENCE_PATH = PROJECT_ROOT / "solutions" / "mytorch" / "nn" / "activation.py"
+# Instructors can point the grader at a reference elsewhere.
+REFERENCE_ENV = "AUTOGRADER_REFERENCE"
+
+
+def reference_path() -> Path | None:
+    """The reference file, or None where it is not available (student bundle)."""
+    override = os.environ.get(REFERENCE_ENV)
+    path = Path(override) if override else REFERENCE_PATH
+    return path if path.is_file() else None
+
+
+def load_module(path: Path, name: str = "_autograder_reference") -> ModuleType:
+    """Import a (trusted) activation module from a file path."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot import {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def load_reference() -> ModuleType | None:
+    """The reference module, or None when it is not available."""
+    path = reference_path()
+    return None if path is None else load_module(path)
+
+
+def run_case(module: ModuleType, case: Case) -> Expected:
+    """Run one case through a trusted implementation, in float64.
+
+    float32 inputs are widened first (exactly), so the expected values of a
+    float32 case are the true float64 results on those float32 numbers.
+    """
+    cls = getattr(module, case.activation)
+    obj = cls(**case.kwargs)
+    Z = np.asarray(case.Z, dtype=np.float64).copy()
+    dLdA = np.asarray(case.dLdA, dtype=np.float64).copy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        A = np.asarray(obj.forward(Z), dtype=np.float64).copy()
+        dLdZ = np.asarray(obj.backward(dLdA), dtype=np.float64).copy()
+    beta = getattr(obj, "dLdbeta", None)
+    return Expected(A=A, dLdZ=dLdZ, dLdbeta=None if beta is None else float(beta))
+
+
+def attach_expected(module: ModuleType, cases: list[Case]) -> list[Case]:
+    """Fill ``case.expected`` for every case from the reference module."""
+    for case in cases:
+        case.expected = run_case(module, case)
+    return cases

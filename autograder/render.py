@@ -1,0 +1,152 @@
+"""Renderers: the same report as a table, JSON, Gradescope or Autolab output.
+
+Nothing a student's code printed is ever written raw: it travels inside
+JSON strings or indented under a heading, and the Autolab score line is
+always the very last line, written by us.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+from autograder import assignment
+from autograder.checks import NOT_IMPLEMENTED_TEXT as NOT_IMPLEMENTED
+from autograder.checks import PASSED
+from autograder.report import Report
+
+RULE = "-" * 64
+
+
+def _status_word(report: Report, activation: str) -> str:
+    tests = [t for t in report.tests if t.activation == activation]
+    if all(t.status == PASSED for t in tests):
+        return "passed"
+    forward = [t for t in tests if t.phase == "forward" and t.visibility == "public"]
+    if forward and NOT_IMPLEMENTED in forward[0].output and forward[0].cases_passed == 0:
+        return "not implemented"
+    if any(t.score > 0 for t in tests):
+        return "partial"
+    statuses = {t.status for t in tests}
+    return "timeout" if "timeout" in statuses else ("error" if "error" in statuses else "failed")
+
+
+def _cell(report: Report, activation: str, phases: tuple[str, ...]) -> str:
+    tests = [t for t in report.tests if t.activation == activation and t.phase in phases]
+    if not tests:
+        return ""
+    if tests[0].phase == "rule":
+        return "rule " + ("ok" if tests[0].status == PASSED else "x")
+    passed = sum(t.cases_passed for t in tests)
+    total = sum(t.cases_total for t in tests)
+    label = "dLdbeta " if tests[0].phase == "dLdbeta" else ""
+    return f"{label}{passed}/{total}"
+
+
+def table(report: Report) -> str:
+    """A per-activation summary like the CMU runner's, then each failure's details.
+
+    Cells count passed cases (public and hidden together).
+    """
+    lines = [RULE, f"Autograder report: {report.submission}", RULE]
+    acts = report.activations()
+    width = max([len(a) for a in acts] + [10])
+    lines.append(
+        f"{'Activation':<{width}}  {'forward':>7}  {'backward':>8}  {'other':<11} {'score':>15}  status"
+    )
+    not_implemented = []
+    for name, totals in acts.items():
+        status = _status_word(report, name)
+        if status == "not implemented":
+            not_implemented.append(name)
+        score = f"{totals['score']:6.2f} / {totals['max_score']:6.2f}"
+        lines.append(
+            f"{name:<{width}}  {_cell(report, name, ('forward',)):>7}  "
+            f"{_cell(report, name, ('backward',)):>8}  {_cell(report, name, ('dLdbeta', 'rule')):<11} "
+            f"{score:>15}  {status}"
+        )
+    lines.append(RULE)
+    lines.append(
+        f"{'Total score':<{width}}  {'':>7}  {'':>8}  {'':<11} "
+        f"{f'{report.score:6.2f} / {report.max_score:6.2f}':>15}"
+    )
+    if not report.hidden_graded:
+        lines.append("Public cases only: hidden cases are graded by the course staff.")
+    lines.append(RULE)
+    if not_implemented:
+        lines.append("Not implemented yet: " + ", ".join(not_implemented) + ".")
+    failures = [
+        t for t in report.tests if t.status != PASSED and t.activation not in not_implemented
+    ]
+    if failures:
+        lines.append("What did not pass:")
+        for t in failures:
+            lines.append("")
+            lines.append(f"* {t.name}: {t.score:g} / {t.max_score:g} points ({t.status})")
+            lines.extend("    " + line for line in t.output.splitlines())
+    elif not not_implemented:
+        lines.append("Everything passed. Well done!")
+    if report.student_output:
+        lines.append("")
+        lines.append("Your code printed (first lines):")
+        lines.extend("  | " + line for line in report.student_output.splitlines()[:20])
+    lines.append("")
+    lines.append(f"Graded in {report.duration_s:.2f} s (sandbox: {report.sandbox or 'none'}).")
+    return "\n".join(lines) + "\n"
+
+
+def as_json(report: Report) -> str:
+    """The JSON report."""
+    return json.dumps(report.to_dict(), indent=2) + "\n"
+
+
+# Gradescope shows public tests at once and hidden ones once grades are published.
+GRADESCOPE_VISIBILITY = {"public": "visible", "hidden": "after_published"}
+
+
+def gradescope(report: Report) -> str:
+    """results.json in Gradescope's autograder format."""
+    summary = f"Score {report.score:g} / {report.max_score:g}."
+    if report.problem:
+        summary = report.problem + "\n" + summary
+    doc = {
+        "score": report.score,
+        "execution_time": round(report.duration_s, 3),
+        "output": summary,
+        "output_format": "text",
+        "stdout_visibility": "hidden",
+        "tests": [
+            {
+                "name": t.name,
+                "score": t.score,
+                "max_score": t.max_score,
+                "status": "passed" if t.status == PASSED else "failed",
+                "output": t.output,
+                "output_format": "text",
+                "visibility": GRADESCOPE_VISIBILITY[t.visibility],
+                "tags": [t.activation, t.phase],
+            }
+            for t in report.tests
+        ],
+    }
+    return json.dumps(doc, indent=2) + "\n"
+
+
+def autolab_scores(report: Report) -> dict:
+    """Autolab's score line: one problem per activation, plus a scoreboard."""
+    totals = report.activations()
+    scores = {a.name: totals.get(a.name, {}).get("score", 0.0) for a in assignment.ACTIVATIONS}
+    return {"scores": scores, "scoreboard": [report.score]}
+
+
+def autolab(report: Report) -> str:
+    """The table, then the score line Autolab reads: always the very last line."""
+    return table(report) + json.dumps(autolab_scores(report)) + "\n"
+
+
+RENDERERS: dict[str, Callable[[Report], str]] = {
+    "table": table,
+    "json": as_json,
+    "gradescope": gradescope,
+    "autolab": autolab,
+}

@@ -1,0 +1,696 @@
+"""The worker: the only code that runs in a process with student code.
+
+A *zygote* process imports numpy (and scipy.special when present) once, then
+forks one *child* per submission run. The child receives the submission's
+files and the case inputs, imports the student's module, runs each case
+(``forward`` then ``backward`` on a fresh instance) and streams back plain
+numbers. It never sees an expected value: those stay in the grader.
+
+Everything that crosses a process boundary is a frame: two lengths, a JSON
+header and raw array bytes whose dtype comes from a short allow-list, so
+loading a frame can never execute code (no pickle anywhere). The grader
+validates every frame it receives with :class:`FrameDecoder`.
+
+This file imports only the standard library and numpy, so the sandbox can
+mount it alone, without the rest of the grader (which holds hidden cases).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import resource
+import shutil
+import signal
+import socket
+import struct
+import sys
+import tempfile
+import traceback
+import warnings
+
+import numpy as np
+
+# --------------------------------------------------------------------- frames
+
+HEADER = struct.Struct(">II")  # JSON header length, payload length
+MAX_HEADER_BYTES = 1 << 20
+MAX_NDIM = 8
+# dtypes a frame may carry: plain little-endian numbers only.
+ALLOWED_DTYPES = frozenset({"<f8", "<f4", "<f2", "|b1", "|u1", "<i8", "<i4"})
+
+
+class ProtocolError(Exception):
+    """A frame that breaks the protocol (malformed, oversized, wrong dtype)."""
+
+
+def encode_frame(meta: dict, arrays: dict[str, np.ndarray] | None = None) -> bytes:
+    """Serialize ``meta`` (JSON-able) and named arrays into one frame."""
+    specs = []
+    chunks = []
+    for name, array in (arrays or {}).items():
+        a = np.ascontiguousarray(array)
+        if a.dtype.str not in ALLOWED_DTYPES:
+            a = a.astype(np.float64)
+        specs.append([name, a.dtype.str, list(a.shape)])
+        chunks.append(a.tobytes())
+    header = json.dumps({"meta": meta, "arrays": specs}, allow_nan=False).encode()
+    payload = b"".join(chunks)
+    return HEADER.pack(len(header), len(payload)) + header + payload
+
+
+def _parse_frame(header: bytes, payload: bytes) -> tuple[dict, dict[str, np.ndarray]]:
+    try:
+        doc = json.loads(header)
+    except (ValueError, RecursionError) as exc:
+        raise ProtocolError(f"frame header is not JSON: {exc}") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("meta"), dict):
+        raise ProtocolError("frame header has no meta object")
+    specs = doc.get("arrays")
+    if not isinstance(specs, list):
+        raise ProtocolError("frame header has no array list")
+    arrays: dict[str, np.ndarray] = {}
+    offset = 0
+    for spec in specs:
+        if not (isinstance(spec, list) and len(spec) == 3):
+            raise ProtocolError("malformed array spec")
+        name, dtype, shape = spec
+        if not isinstance(name, str) or dtype not in ALLOWED_DTYPES:
+            raise ProtocolError(f"array dtype {str(dtype)[:20]!r} is not allowed")
+        if (
+            not isinstance(shape, list)
+            or len(shape) > MAX_NDIM
+            or not all(type(n) is int and 0 <= n < 1 << 31 for n in shape)
+        ):
+            raise ProtocolError("malformed array shape")
+        dt = np.dtype(dtype)
+        count = 1
+        for n in shape:
+            count *= n
+        nbytes = count * dt.itemsize
+        if offset + nbytes > len(payload):
+            raise ProtocolError("array data shorter than its shape says")
+        arrays[name] = np.frombuffer(payload, dtype=dt, count=count, offset=offset).reshape(shape)
+        offset += nbytes
+    if offset != len(payload):
+        raise ProtocolError("frame payload longer than its arrays")
+    return doc["meta"], arrays
+
+
+class FrameDecoder:
+    """Incremental, validating frame parser for bytes read from a stream."""
+
+    def __init__(self, max_payload: int) -> None:
+        self.max_payload = max_payload
+        self.buffer = bytearray()
+
+    def feed(self, data: bytes) -> list[tuple[dict, dict[str, np.ndarray]]]:
+        """Add bytes; return the frames completed by them, in order."""
+        self.buffer += data
+        frames = []
+        while len(self.buffer) >= HEADER.size:
+            hlen, plen = HEADER.unpack_from(self.buffer)
+            if hlen > MAX_HEADER_BYTES or plen > self.max_payload:
+                raise ProtocolError(f"frame too large ({hlen} + {plen} bytes)")
+            end = HEADER.size + hlen + plen
+            if len(self.buffer) < end:
+                break
+            header = bytes(self.buffer[HEADER.size : HEADER.size + hlen])
+            payload = bytes(self.buffer[HEADER.size + hlen : end])
+            del self.buffer[:end]
+            frames.append(_parse_frame(header, payload))
+        return frames
+
+
+def _recv_exact(sock: socket.socket, n: int) -> bytes:
+    chunks = []
+    while n:
+        chunk = sock.recv(min(n, 1 << 20))
+        if not chunk:
+            raise EOFError("peer closed the channel")
+        chunks.append(chunk)
+        n -= len(chunk)
+    return b"".join(chunks)
+
+
+def recv_frame(
+    sock: socket.socket, max_payload: int = 1 << 30, maxfds: int = 0
+) -> tuple[dict, dict[str, np.ndarray], list[int]]:
+    """Blocking read of one frame (and any file descriptors sent with it)."""
+    fds: list[int] = []
+    if maxfds:
+        data, fds, _flags, _addr = socket.recv_fds(sock, HEADER.size, maxfds)
+        if not data:
+            raise EOFError("peer closed the channel")
+        data += _recv_exact(sock, HEADER.size - len(data))
+    else:
+        data = _recv_exact(sock, HEADER.size)
+    hlen, plen = HEADER.unpack(data)
+    if hlen > MAX_HEADER_BYTES or plen > max_payload:
+        raise ProtocolError("frame too large")
+    header = _recv_exact(sock, hlen)
+    payload = _recv_exact(sock, plen)
+    meta, arrays = _parse_frame(header, payload)
+    return meta, arrays, list(fds)
+
+
+def send_frame(
+    sock: socket.socket, meta: dict, arrays: dict | None = None, fds: list[int] | None = None
+) -> None:
+    """Blocking write of one frame, optionally passing file descriptors."""
+    data = encode_frame(meta, arrays)
+    if fds:
+        sent = socket.send_fds(sock, [data], fds)
+        data = data[sent:]
+    if data:
+        sock.sendall(data)
+
+
+# ------------------------------------------------------------ Linux process controls
+
+PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
+PR_SET_CHILD_SUBREAPER = 36
+PR_SET_NO_NEW_PRIVS = 38
+
+
+def _prctl(option: int, value: int) -> bool:
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(option, value, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+# ------------------------------------------------------------------- the child
+
+_MISSING = object()
+MAX_MESSAGE = 2000
+
+
+def _safe_str(obj: object, limit: int = 300) -> str:
+    try:
+        text = str(obj)
+    except BaseException:  # a hostile __str__
+        text = f"<{type(obj).__name__}>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _type_name(obj: object) -> str:
+    try:
+        return type(obj).__name__
+    except BaseException:
+        return "object"
+
+
+def _student_traceback(exc: BaseException, root: str) -> str:
+    """A short traceback of the student's own frames only."""
+    lines = []
+    try:
+        frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename.startswith(root)]
+        for f in frames[-4:]:
+            rel = os.path.relpath(f.filename, root)
+            lines.append(f'  File "{rel}", line {f.lineno}, in {f.name}')
+            if f.line:
+                lines.append(f"    {f.line.strip()}")
+    except BaseException:
+        pass
+    lines.append(f"{_type_name(exc)}: {_safe_str(exc)}")
+    text = "\n".join(lines)
+    return text[-MAX_MESSAGE:]
+
+
+def _to_array(value: object) -> tuple[np.ndarray | None, dict]:
+    """Convert a student's return value to float64, describing what it was."""
+    info: dict = {"type": _type_name(value)}
+    if isinstance(value, np.ndarray | np.generic) and not isinstance(value, np.ndarray):
+        value = np.asarray(value)
+    if not isinstance(value, np.ndarray):
+        return None, info
+    try:
+        array = np.array(value, copy=True, subok=False)
+        info["dtype"] = str(array.dtype)
+        info["shape"] = list(array.shape)
+        if array.dtype.kind not in "biuf":
+            return None, info
+        return array.astype(np.float64), info
+    except BaseException as exc:
+        info["error"] = _safe_str(exc)
+        return None, info
+
+
+def _scalar_to_array(value: object) -> tuple[np.ndarray | None, dict]:
+    """Like :func:`_to_array`, also accepting Python numbers (for dLdbeta)."""
+    if isinstance(value, bool | int | float) and not isinstance(value, bool):
+        return np.array(float(value)), {"type": _type_name(value), "dtype": "float64", "shape": []}
+    return _to_array(value)
+
+
+def _changed(before: np.ndarray, after: object) -> bool:
+    try:
+        after = np.asarray(after)
+        return after.shape != before.shape or not np.array_equal(before, after, equal_nan=True)
+    except BaseException:
+        return True
+
+
+class _Call:
+    """Run one student call, recording its outcome, warnings and exception."""
+
+    def __init__(self, root: str, show: bool) -> None:
+        self.root = root
+        self.show = show
+
+    def __call__(self, fn, *args):
+        info: dict = {"status": "ok"}
+        result = None
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                result = fn(*args)
+            except NotImplementedError:
+                info["status"] = "not_implemented"
+            except BaseException as exc:
+                info["status"] = "error"
+                info["exception"] = _type_name(exc)
+                if self.show:
+                    info["message"] = _student_traceback(exc, self.root)
+        if caught and self.show:
+            seen = []
+            for w in caught[:20]:
+                text = f"{_type_name(w.message)}: {_safe_str(w.message, 120)}"
+                if text not in seen:
+                    seen.append(text)
+            info["warnings"] = seen[:5]
+        return result, info
+
+
+def _stored_state(instance: object, returned: object, value: np.ndarray | None) -> str:
+    """Whether forward stored its output in ``self.A``: same, different, none, missing."""
+    stored = _MISSING
+    with contextlib.suppress(BaseException):
+        stored = getattr(instance, "A", _MISSING)
+    if stored is _MISSING:
+        return "missing"
+    if stored is returned:
+        return "same"
+    if stored is None:
+        return "none"
+    if value is None:
+        return "different"
+    return "different" if _changed(value, stored) else "same"
+
+
+def _run_case(module, case: dict, arrays: dict, call: _Call) -> tuple[dict, dict]:
+    cid = case["id"]
+    meta: dict = {"type": "case", "id": cid}
+    out: dict[str, np.ndarray] = {}
+    Z0 = np.array(arrays[f"Z:{cid}"])
+    dLdA0 = np.array(arrays[f"dLdA:{cid}"])
+    cls = getattr(module, case["cls"], _MISSING)
+    if cls is _MISSING:
+        meta["missing_class"] = True
+        return meta, out
+    instance, meta["init"] = call(lambda: cls(**case["kwargs"]))
+    if meta["init"]["status"] != "ok":
+        return meta, out
+    Z = Z0.copy()
+    A, fwd = call(instance.forward, Z)
+    meta["forward"] = fwd
+    if fwd["status"] == "ok":
+        value, desc = _to_array(A)
+        fwd.update(desc)
+        if value is not None:
+            out["A"] = value
+        meta["stored_A"] = _stored_state(instance, A, value)
+        meta["Z_modified"] = _changed(Z0, Z)
+        dLdA = dLdA0.copy()
+        dLdZ, bwd = call(instance.backward, dLdA)
+        meta["backward"] = bwd
+        if bwd["status"] == "ok":
+            value, desc = _to_array(dLdZ)
+            bwd.update(desc)
+            if value is not None:
+                out["dLdZ"] = value
+            meta["dLdA_modified"] = _changed(dLdA0, dLdA)
+            if case.get("dLdbeta"):
+                beta = _MISSING
+                with contextlib.suppress(BaseException):
+                    beta = getattr(instance, "dLdbeta", _MISSING)
+                if beta is _MISSING:
+                    meta["dLdbeta"] = {"status": "missing"}
+                else:
+                    value, desc = _scalar_to_array(beta)
+                    meta["dLdbeta"] = {"status": "ok", **desc}
+                    if value is not None:
+                        out["dLdbeta"] = value
+    probes = []
+    for j in range(case.get("probes", 0)):
+        P = np.array(arrays[f"P:{cid}:{j}"])
+        probe_instance, info = call(lambda: cls(**case["kwargs"]))
+        if info["status"] == "ok":
+            value, info = call(probe_instance.forward, P.copy())
+            if info["status"] == "ok":
+                value, desc = _to_array(value)
+                if value is not None and value.shape == P.shape:
+                    out[f"P{j}"] = value
+                    probes.append("ok")
+                    continue
+        probes.append("failed")
+    if probes:
+        meta["probes"] = probes
+    return meta, out
+
+
+def _load_module(entry: str, module_name: str, root: str):
+    import importlib.util
+
+    path = os.path.join(root, entry)
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    module = importlib.util.module_from_spec(spec)
+    if "." in module_name:
+        module.__package__ = module_name.rpartition(".")[0]
+    sys.modules[module_name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _write_files(root: str, names: list[str], arrays: dict) -> None:
+    for i, name in enumerate(names):
+        # The grader only sends relative, normalized paths; refuse anything else.
+        if name.startswith("/") or ".." in name.split("/"):
+            continue
+        path = os.path.join(root, name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as fh:
+            fh.write(arrays[f"file:{i}"].tobytes())
+
+
+def _set_limits(limits: dict) -> None:
+    pairs = {
+        "cpu_s": resource.RLIMIT_CPU,
+        "memory_bytes": resource.RLIMIT_AS,
+        "file_bytes": resource.RLIMIT_FSIZE,
+        "open_files": resource.RLIMIT_NOFILE,
+        "processes": getattr(resource, "RLIMIT_NPROC", None),
+    }
+    for key, which in pairs.items():
+        value = limits.get(key)
+        if value is None or which is None:
+            continue
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(which, (int(value), int(value)))
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
+def _drop_privileges(uid: int | None, gid: int | None) -> None:
+    if uid is None or os.geteuid() != 0:
+        return
+    gid = uid if gid is None else gid
+    os.setgroups([])
+    os.setresgid(gid, gid, gid)
+    os.setresuid(uid, uid, uid)
+
+
+def child_main(sock: socket.socket, out_fd: int, spawn: dict) -> None:
+    """Entry point of a forked child: set up, run the job, stream results, exit."""
+    code = 0
+    try:
+        os.setsid()
+        _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGPIPE, signal.SIGCHLD):
+            signal.signal(sig, signal.SIG_DFL)
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.dup2(out_fd, 1)
+        os.dup2(out_fd, 2)
+        keep = {0, 1, 2, sock.fileno()}
+        for fd in _open_fds():
+            if fd not in keep:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        sys.stdout = open(1, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False)  # noqa: SIM115
+        sys.stderr = open(2, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False)  # noqa: SIM115
+        root = spawn["scratch"]
+        _drop_privileges(spawn.get("uid"), spawn.get("gid"))
+        _prctl(PR_SET_NO_NEW_PRIVS, 1)
+        _set_limits(spawn.get("limits", {}))
+        job, arrays, _ = recv_frame(sock)
+        _write_files(root, job["files"], arrays)
+        os.chdir(root)
+        sys.path[:] = [root, *spawn.get("sys_path", [])]
+        sys.argv[:] = ["activation.py"]
+        call = _Call(root, bool(job.get("show_errors", True)))
+        module, info = call(_load_module, job["entry"], job["module"], root)
+        if info["status"] != "ok":
+            send_frame(sock, {"type": "import_error", **info})
+            return
+        send_frame(sock, {"type": "imported"})
+        for case in job["cases"]:
+            meta, out = _run_case(module, case, arrays, call)
+            send_frame(sock, meta, out)
+        send_frame(sock, {"type": "done"})
+    except BaseException:
+        code = 70
+    finally:
+        with contextlib.suppress(BaseException):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(code)
+
+
+def _open_fds() -> list[int]:
+    try:
+        return [int(fd) for fd in os.listdir("/proc/self/fd")]
+    except OSError:
+        return list(range(3, 256))
+
+
+# ------------------------------------------------------------------ the zygote
+
+
+def _descendants(root_pid: int) -> list[int]:
+    """Every process below ``root_pid`` (Linux /proc), deepest first."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as fh:
+                stat = fh.read()
+        except OSError:
+            continue
+        ppid = int(stat[stat.rfind(b")") + 2 :].split()[1])
+        children.setdefault(ppid, []).append(int(entry))
+    found: list[int] = []
+    stack = [root_pid]
+    while stack:
+        for pid in children.get(stack.pop(), []):
+            found.append(pid)
+            stack.append(pid)
+    return found[::-1]
+
+
+class Zygote:
+    """Forks children on request and makes sure nothing they start survives them."""
+
+    def __init__(self, ctl: socket.socket, pid_namespace: bool) -> None:
+        self.ctl = ctl
+        self.pid_namespace = pid_namespace
+        self.child: int | None = None
+        self.pidfd: int | None = None
+        self.scratch: str | None = None
+        self.base = tempfile.mkdtemp(prefix="autograder-zygote-")
+        # Children that dropped to another uid must still reach their scratch dirs.
+        os.chmod(self.base, 0o711)
+        self.has_proc = os.path.isdir("/proc/self")
+        # Orphans of a child are re-parented to us, so sweep() can find them.
+        self.subreaper = _prctl(PR_SET_CHILD_SUBREAPER, 1)
+        # Same-uid children may not ptrace us or read our memory.
+        _prctl(PR_SET_DUMPABLE, 0)
+
+    def sweep(self) -> None:
+        """Kill every process a child left behind, then reap them."""
+        for _ in range(100):
+            if self.pid_namespace:
+                # Alone in our PID namespace (bwrap's init aside): signal everything.
+                try:
+                    os.kill(-1, signal.SIGKILL)
+                    alive = True
+                except ProcessLookupError:
+                    alive = False
+            elif self.has_proc and self.subreaper:
+                pids = _descendants(os.getpid())
+                for pid in pids:
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.kill(pid, signal.SIGKILL)
+                alive = bool(pids)
+            else:
+                if self.child is not None:
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.killpg(self.child, signal.SIGKILL)
+                alive = False
+            self._reap()
+            if not alive:
+                break
+
+    def _reap(self) -> None:
+        while True:
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+
+    def spawn(self, msg: dict, fds: list[int]) -> None:
+        """Fork a child that talks to the grader over the sockets in ``fds``."""
+        if self.child is not None:
+            self.finish(report=True)
+        res_fd, out_fd = fds
+        self.scratch = tempfile.mkdtemp(prefix="run-", dir=self.base)
+        if msg.get("uid") is not None and os.geteuid() == 0:
+            os.chown(self.scratch, msg["uid"], msg.get("gid") or msg["uid"])
+        spawn = {**msg, "scratch": self.scratch, "sys_path": [p for p in sys.path if p]}
+        pid = os.fork()
+        if pid == 0:
+            self.ctl.close()
+            child_main(socket.socket(fileno=res_fd), out_fd, spawn)
+        os.close(res_fd)
+        os.close(out_fd)
+        self.child = pid
+        try:
+            self.pidfd = os.pidfd_open(pid)
+        except (AttributeError, OSError):
+            self.pidfd = None
+        send_frame(self.ctl, {"type": "spawned", "pid": pid})
+
+    def finish(self, report: bool) -> None:
+        """Kill (if still running) and reap the child, sweep, clean its files."""
+        if self.child is None:
+            return
+        status = None
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.child, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(self.child, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            _, status = os.waitpid(self.child, 0)
+        self._done(status, report)
+
+    def _done(self, status: int | None, report: bool) -> None:
+        pid = self.child
+        self.child = None
+        if self.pidfd is not None:
+            os.close(self.pidfd)
+            self.pidfd = None
+        self.sweep()
+        self._clean()
+        if report:
+            info: dict = {"type": "exited", "pid": pid}
+            if status is not None:
+                if os.WIFSIGNALED(status):
+                    info["signal"] = os.WTERMSIG(status)
+                else:
+                    info["code"] = os.waitstatus_to_exitcode(status)
+            send_frame(self.ctl, info)
+
+    def _clean(self) -> None:
+        def unlock(func, path, _exc):
+            # A submission may chmod its files to 000; we own them, so unlock and retry.
+            with contextlib.suppress(OSError):
+                os.chmod(os.path.dirname(path), 0o700)
+                os.chmod(path, 0o700)
+                func(path)
+
+        for entry in os.listdir(self.base):
+            shutil.rmtree(os.path.join(self.base, entry), onerror=unlock)
+        if self.pid_namespace:
+            # A private /tmp: whatever a submission wrote there goes too.
+            tmp = tempfile.gettempdir()
+            for entry in os.listdir(tmp):
+                path = os.path.join(tmp, entry)
+                if path != self.base:
+                    if os.path.isdir(path) and not os.path.islink(path):
+                        shutil.rmtree(path, onerror=unlock)
+                    else:
+                        with contextlib.suppress(OSError):
+                            os.unlink(path)
+
+    def poll_child(self) -> None:
+        """Notice a child that exited on its own."""
+        if self.child is None:
+            return
+        try:
+            pid, status = os.waitpid(self.child, os.WNOHANG)
+        except ChildProcessError:
+            pid, status = self.child, None
+        if pid:
+            self._done(status, report=True)
+
+    def serve(self) -> None:
+        """The zygote's loop: handle grader requests and child exits until told to quit."""
+        import selectors
+
+        send_frame(
+            self.ctl,
+            {
+                "type": "ready",
+                "pid": os.getpid(),
+                "uid": os.geteuid(),
+                "subreaper": self.subreaper,
+                "pid_namespace": self.pid_namespace,
+            },
+        )
+        sel = selectors.DefaultSelector()
+        sel.register(self.ctl, selectors.EVENT_READ, "ctl")
+        while True:
+            watched = self.pidfd
+            if watched is not None:
+                sel.register(watched, selectors.EVENT_READ, "child")
+            events = sel.select(timeout=None if watched is not None or self.child is None else 0.05)
+            if watched is not None:
+                sel.unregister(watched)
+            kinds = {key.data for key, _ in events}
+            if "child" in kinds or (self.child is not None and watched is None):
+                self.poll_child()
+            if "ctl" in kinds:
+                try:
+                    msg, _, fds = recv_frame(self.ctl, max_payload=0, maxfds=2)
+                except (EOFError, OSError, ProtocolError):
+                    msg, fds = {"type": "quit"}, []
+                kind = msg.get("type")
+                if kind == "spawn" and len(fds) == 2:
+                    self.spawn(msg, fds)
+                elif kind == "kill":
+                    self.finish(report=True)
+                elif kind == "quit":
+                    self.finish(report=False)
+                    shutil.rmtree(self.base, ignore_errors=True)
+                    return
+                else:
+                    for fd in fds:
+                        os.close(fd)
+
+
+def zygote_main(argv: list[str]) -> None:
+    """``python worker.py --zygote FD [--pid-namespace]``: serve the grader on FD."""
+    fd = int(argv[argv.index("--zygote") + 1])
+    # Die with the grader; never act on a terminal's signals.
+    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Pay for the heavy imports once, here, instead of in every child.
+    with contextlib.suppress(ImportError):
+        import scipy.special  # noqa: F401
+    ctl = socket.socket(fileno=fd)
+    Zygote(ctl, pid_namespace="--pid-namespace" in argv).serve()
+
+
+if __name__ == "__main__":
+    zygote_main(sys.argv)
