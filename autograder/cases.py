@@ -82,7 +82,12 @@ def describe(spec: CaseSpec, Z: np.ndarray) -> str:
 
 
 def _short(Z: np.ndarray) -> str:
-    text = np.array2string(np.asarray(Z, dtype=np.float64), separator=", ", threshold=12)
+    text = np.array2string(
+        np.asarray(Z, dtype=np.float64),
+        separator=", ",
+        threshold=12,
+        formatter={"float_kind": lambda x: f"{x:.6g}"},
+    )
     return " ".join(text.split())
 
 

@@ -21,6 +21,8 @@ from autograder.cases import Case
 from autograder.outputs import CaseOutput, RunOutput
 
 PASSED, FAILED, ERROR, TIMEOUT = "passed", "failed", "error", "timeout"
+# Failing public cases described in full per test; the rest are listed by id.
+SHOWN_FAILURES = 3
 
 
 @dataclass(frozen=True)
@@ -237,8 +239,11 @@ def _output(spec: TestSpec, verdicts: list[CaseVerdict], cases: dict[str, Case])
         # One message for every failing case (e.g. not implemented): say it once.
         return f"{head}. Every failing case: {failing[0].message}"
     lines = [head + "."]
-    for v in failing:
+    for v in failing[:SHOWN_FAILURES]:
         lines.append(f"- {cases[v.case_id].label()}\n  " + v.message.replace("\n", "\n  "))
+    if len(failing) > SHOWN_FAILURES:
+        more = [v.case_id for v in failing[SHOWN_FAILURES:]]
+        lines.append(f"- and {len(more)} more failing cases: {', '.join(more)}")
     return "\n".join(lines)
 
 

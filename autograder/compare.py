@@ -42,7 +42,7 @@ class Comparison:
 def close(expected: np.ndarray, got: np.ndarray, rtol: float, atol: float) -> np.ndarray:
     """Element-wise closeness; infinities must match exactly, NaN never matches."""
     with np.errstate(all="ignore"):
-        ok = np.abs(got - expected) <= atol + rtol * np.abs(expected)
+        ok = np.isfinite(expected) & (np.abs(got - expected) <= atol + rtol * np.abs(expected))
     return ok | ((got == expected) & np.isinf(expected))
 
 

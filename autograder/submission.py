@@ -196,7 +196,10 @@ def _extract(path: Path, dest: Path) -> None:
     except SubmissionError:
         raise
     except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
-        raise SubmissionError(f"cannot unpack {path.name}: {exc}") from None
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0].rstrip(":")
+        if isinstance(exc, tarfile.ReadError):
+            first = "not a tar archive (or a damaged one)"
+        raise SubmissionError(f"cannot unpack {path.name}: {first}") from None
 
 
 def _extract_tar(path: Path, dest: Path) -> None:

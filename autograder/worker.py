@@ -50,9 +50,11 @@ def encode_frame(meta: dict, arrays: dict[str, np.ndarray] | None = None) -> byt
     specs = []
     chunks = []
     for name, array in (arrays or {}).items():
-        a = np.ascontiguousarray(array)
+        a = np.asarray(array)  # (not ascontiguousarray: it turns 0-d into 1-d)
         if a.dtype.str not in ALLOWED_DTYPES:
-            a = a.astype(np.float64)
+            a = a.real.astype(np.float64) if a.dtype.kind == "c" else a.astype(np.float64)
+        if not a.flags.c_contiguous:
+            a = a.copy(order="C")
         specs.append([name, a.dtype.str, list(a.shape)])
         chunks.append(a.tobytes())
     header = json.dumps({"meta": meta, "arrays": specs}, allow_nan=False).encode()
@@ -91,7 +93,9 @@ def _parse_frame(header: bytes, payload: bytes) -> tuple[dict, dict[str, np.ndar
         nbytes = count * dt.itemsize
         if offset + nbytes > len(payload):
             raise ProtocolError("array data shorter than its shape says")
-        arrays[name] = np.frombuffer(payload, dtype=dt, count=count, offset=offset).reshape(shape)
+        arrays[name] = np.frombuffer(payload, dtype=dt, count=count, offset=offset).reshape(
+            tuple(shape)
+        )
         offset += nbytes
     if offset != len(payload):
         raise ProtocolError("frame payload longer than its arrays")

@@ -1,0 +1,23 @@
+"""Shared fixtures: one grader (one zygote) for the whole session, with short limits."""
+
+from __future__ import annotations
+
+import pytest
+
+from autograder.engine import GradeOptions, Grader
+from autograder.runner import Limits
+
+# Short limits keep the tests of hangs quick; the defaults are larger.
+TEST_LIMITS = dict(call_timeout=1.0, import_timeout=5.0, budget=30.0)
+
+
+@pytest.fixture(scope="session")
+def grader():
+    """A grader with public and hidden cases, shared by every test."""
+    with Grader(GradeOptions(limits=Limits(**TEST_LIMITS))) as g:
+        yield g
+
+
+def by_name(report) -> dict:
+    """The report's tests by name."""
+    return {t.name: t for t in report.tests}
