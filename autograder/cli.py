@@ -78,7 +78,10 @@ def _options(args: argparse.Namespace):
     if args.memory:
         limits.memory_bytes = args.memory << 20
     return GradeOptions(
-        public_only=getattr(args, "public_only", False), sandbox=args.sandbox, limits=limits
+        public_only=getattr(args, "public_only", False),
+        sandbox=args.sandbox,
+        limits=limits,
+        plots_dir=getattr(args, "plots", None),
     )
 
 
@@ -96,7 +99,26 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--format", choices=("table", "json", "gradescope", "autolab"), default="table")
     g.add_argument("-o", "--output", metavar="FILE", help="write the report here instead of stdout")
     g.add_argument("--public-only", action="store_true", help="grade the public cases only")
+    g.add_argument(
+        "--plots",
+        metavar="DIR",
+        help="write a PNG per failing activation: your forward and derivative against the "
+        "reference (needs matplotlib)",
+    )
     _add_limits(g)
+
+    e = sub.add_parser(
+        "export",
+        help="write the classes defined in a notebook to mytorch/nn/activation.py (for handin)",
+    )
+    e.add_argument("notebook", help="the notebook, e.g. activations.ipynb")
+    e.add_argument(
+        "-o",
+        "--output",
+        default="mytorch/nn/activation.py",
+        metavar="FILE",
+        help="where to write the module (default: mytorch/nn/activation.py)",
+    )
 
     h = sub.add_parser("handout", help="regenerate the student stubs and public case data")
     h.add_argument(
@@ -149,7 +171,26 @@ def cmd_handout(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"grade": cmd_grade, "handout": cmd_handout}
+def cmd_export(args: argparse.Namespace) -> int:
+    """``autograder export``: notebook definitions -> the module a handin carries."""
+    from autograder import notebook_source, submission
+    from autograder.handout import write_atomic
+
+    path = Path(args.notebook)
+    if not path.is_file() or not path.name.endswith(".ipynb"):
+        raise UsageError(f"{path} is not a notebook (.ipynb)")
+    text = notebook_source.notebook_to_module(submission._read_file(path), path.name)
+    out = Path(args.output)
+    if out.exists() and out.read_text(encoding="utf-8", errors="replace") != text:
+        backup = out.with_name(out.name + ".bak")
+        backup.write_bytes(out.read_bytes())
+        print(f"kept the previous {out} as {backup}")
+    write_atomic(out, text)
+    print(f"wrote {out} from {path}")
+    return 0
+
+
+COMMANDS = {"grade": cmd_grade, "handout": cmd_handout, "export": cmd_export}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -41,6 +41,8 @@ class GradeOptions:
     public_only: bool = False
     sandbox: str = "auto"
     limits: Limits = field(default_factory=Limits)
+    # Where to write feedback plots of failing activations (None: no plots).
+    plots_dir: str | None = None
 
 
 def prepare_cases(public_only: bool = False) -> tuple[list[Case], bool]:
@@ -50,18 +52,63 @@ def prepare_cases(public_only: bool = False) -> tuple[list[Case], bool]:
     computed from it now; otherwise (student bundle) the public case data file
     supplies inputs and expected values.
     """
-    module = reference.load_reference()
-    if module is None:
+    ref_path = reference.reference_path()
+    if ref_path is None:
         if not cases_mod.PUBLIC_DATA.is_file():
             raise GraderError(
                 "neither the reference nor the public case data "
                 f"({cases_mod.PUBLIC_DATA.name}) is available"
             )
         return cases_mod.load_case_data(), False
-    visibilities = ("public",) if public_only else ("public", "hidden")
-    cases = reference.attach_expected(module, cases_mod.build_cases(visibilities))
+    cases = cached_reference_cases(ref_path)
+    if public_only:
+        cases = [c for c in cases if c.visibility == "public"]
     hidden = any(c.visibility == "hidden" for c in cases)
     return cases, hidden
+
+
+CACHE_DIR = reference.PROJECT_ROOT / "build" / "cache"
+
+
+def _cache_key() -> str:
+    """A digest of everything the expected values depend on."""
+    import hashlib
+
+    import numpy as np
+
+    digest = hashlib.sha256()
+    paths = [reference.reference_path(), *sorted(PACKAGE_DIR.glob("*.py"))]
+    for path in paths:
+        if path is not None:
+            digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    digest.update(np.__version__.encode())
+    return digest.hexdigest()[:20]
+
+
+def cached_reference_cases(ref_path: Path) -> list[Case]:
+    """Every case with reference outputs, cached on disk (build/cache) by content hash.
+
+    Computing them imports the reference (and scipy) and runs every case; the
+    cache makes the next ``grade`` skip that. A cache that cannot be written
+    (read-only checkout) is simply not used.
+    """
+    path = CACHE_DIR / f"cases-{_cache_key()}.json"
+    if path.is_file():
+        try:
+            return cases_mod.load_case_data(path)
+        except (OSError, ValueError, KeyError):
+            pass
+    module = reference.load_module(ref_path)
+    cases = reference.attach_expected(module, cases_mod.build_cases(("public", "hidden")))
+    try:
+        from autograder.handout import write_atomic
+
+        for old in CACHE_DIR.glob("cases-*.json"):
+            old.unlink(missing_ok=True)
+        write_atomic(path, cases_mod.dumps_case_data(cases))
+    except OSError:
+        pass
+    return cases
 
 
 @contextlib.contextmanager

@@ -694,6 +694,8 @@ def zygote_main(argv: list[str]) -> None:
         import scipy.special  # noqa: F401
     ctl = socket.socket(fileno=fd)
     Zygote(ctl, pid_namespace="--pid-namespace" in argv).serve()
+    # Everything is cleaned up; skip the interpreter's slow teardown of numpy and scipy.
+    os._exit(0)
 
 
 if __name__ == "__main__":
