@@ -32,6 +32,9 @@ class Expected:
     A: np.ndarray
     dLdZ: np.ndarray
     dLdbeta: float | None = None
+    # Sum of |terms| of dLdbeta: the scale its rounding error grows with (a sum of
+    # terms that cancel can be tiny while each term carries float32 error).
+    dLdbeta_scale: float | None = None
 
     def phase(self, phase: str) -> np.ndarray | float | None:
         """The expected value of ``phase`` (forward -> A, backward -> dLdZ)."""
@@ -171,15 +174,19 @@ def _encode_expected(e: Expected) -> dict[str, Any]:
     out: dict[str, Any] = {"A": _encode_array(e.A), "dLdZ": _encode_array(e.dLdZ)}
     if e.dLdbeta is not None:
         out["dLdbeta"] = _floats([float(e.dLdbeta)])[0]
+    if e.dLdbeta_scale is not None:
+        out["dLdbeta_scale"] = _floats([float(e.dLdbeta_scale)])[0]
     return out
 
 
 def _decode_expected(obj: dict[str, Any]) -> Expected:
     beta = obj.get("dLdbeta")
+    scale = obj.get("dLdbeta_scale")
     return Expected(
         A=_decode_array(obj["A"]),
         dLdZ=_decode_array(obj["dLdZ"]),
         dLdbeta=None if beta is None else float(beta),
+        dLdbeta_scale=None if scale is None else float(scale),
     )
 
 

@@ -186,7 +186,12 @@ def judge_case(case: Case, phase: str, output: CaseOutput | None, run: RunOutput
     spec = case.spec
     if phase == "dLdbeta":
         result = compare.compare_scalar(
-            expected.dLdbeta, phase_output.value, spec.rtol, spec.atol, "dLdbeta"
+            expected.dLdbeta,
+            phase_output.value,
+            spec.rtol,
+            spec.atol,
+            "dLdbeta",
+            expected.dLdbeta_scale,
         )
     else:
         name = "A" if phase == "forward" else "dLdZ"

@@ -23,7 +23,7 @@ from autograder.checks import GradingContext
 from autograder.outputs import RunOutput
 from autograder.report import Report, entries_from_pytest
 from autograder.report import entry as report_entry
-from autograder.runner import Limits, SubmissionRunner, Zygote
+from autograder.runner import Limits, SubmissionRunner, WorkerError, Zygote
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 CHECKS_FILE = PACKAGE_DIR / "checks.py"
@@ -173,8 +173,14 @@ class Grader:
 
     def __init__(self, options: GradeOptions | None = None, slot: int = 0) -> None:
         self.options = options or GradeOptions()
-        self.plan = sandbox.plan(self.options.sandbox, slot=slot)
-        self._zygote: Zygote | None = Zygote(self.plan)  # boots while cases are prepared
+        # Strongest first; in auto mode a level that fails to start falls back to the next.
+        self._plans = sandbox.plans(self.options.sandbox, slot=slot)
+        self.plan = self._plans[0]
+        self.notes: list[str] = []
+        self._zygote: Zygote | None = None
+        self._ready = False
+        with contextlib.suppress(WorkerError):
+            self._zygote = Zygote(self.plan)  # boots while the cases are prepared
         self.cases, self.hidden_graded = prepare_cases(self.options.public_only)
         self.specs = checks.test_specs(self.cases)
 
@@ -183,10 +189,34 @@ class Grader:
         if self._zygote is not None and not self._zygote.alive():
             self._zygote.close()
             self._zygote = None
-        if self._zygote is None:
-            self._zygote = Zygote(self.plan)
-        self._zygote.wait_ready()
-        return self._zygote
+        while True:
+            if self._zygote is None:
+                try:
+                    self._zygote = Zygote(self.plan)
+                except WorkerError as exc:
+                    self._fall_back(str(exc))
+                    continue
+            try:
+                self._zygote.wait_ready()
+            except WorkerError as exc:
+                self._zygote.close()
+                self._zygote = None
+                self._fall_back(str(exc))
+                continue
+            self._ready = True
+            return self._zygote
+
+    def _fall_back(self, reason: str) -> None:
+        """Use the next weaker sandbox level, or fail if there is none (strict)."""
+        if self._ready or len(self._plans) < 2:
+            if self.options.sandbox in ("auto", "process"):
+                raise WorkerError(reason)
+            raise sandbox.SandboxError(f"the {self.plan.level} sandbox cannot start: {reason}")
+        self._plans.pop(0)
+        self.notes.append(
+            f"{self.plan.level} sandbox unavailable ({reason}); using {self._plans[0].level}"
+        )
+        self.plan = self._plans[0]
 
     def run(self, sub: submission.Submission) -> dict[str, RunOutput]:
         """Run the public cases (feedback shown), then the hidden ones (nothing shown)."""
@@ -229,6 +259,7 @@ class Grader:
             tests=entries,
             duration_s=time.perf_counter() - started,
             sandbox=self.plan.level,
+            notes=list(self.notes),
             hidden_graded=self.hidden_graded,
             student_output=runs.get("public", RunOutput()).stdout,
         )

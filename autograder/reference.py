@@ -60,7 +60,16 @@ def run_case(module: ModuleType, case: Case) -> Expected:
         A = np.asarray(obj.forward(Z), dtype=np.float64).copy()
         dLdZ = np.asarray(obj.backward(dLdA), dtype=np.float64).copy()
     beta = getattr(obj, "dLdbeta", None)
-    return Expected(A=A, dLdZ=dLdZ, dLdbeta=None if beta is None else float(beta))
+    if beta is None:
+        return Expected(A=A, dLdZ=dLdZ)
+    # dLdbeta = sum(dLdA * dAdbeta) with dAdbeta >= 0 for Swish, so the same
+    # backward on |dLdA| gives the sum of |terms|.
+    twin = cls(**case.kwargs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        twin.forward(Z.copy())
+        twin.backward(np.abs(dLdA))
+    return Expected(A=A, dLdZ=dLdZ, dLdbeta=float(beta), dLdbeta_scale=float(twin.dLdbeta))
 
 
 def attach_expected(module: ModuleType, cases: list[Case]) -> list[Case]:

@@ -43,6 +43,8 @@ class Report:
     student_output: str = ""
     # Why the submission could not be graded at all (batch grading), else "".
     problem: str = ""
+    # Notes on how it was graded (e.g. a weaker sandbox level and why).
+    notes: list[str] = field(default_factory=list)
 
     @property
     def score(self) -> float:
@@ -81,6 +83,8 @@ class Report:
         }
         if self.problem:
             doc["problem"] = self.problem
+        if self.notes:
+            doc["notes"] = self.notes
         return doc
 
     @classmethod
@@ -94,6 +98,7 @@ class Report:
             hidden_graded=bool(doc.get("hidden_graded", False)),
             student_output=doc.get("student_output", ""),
             problem=doc.get("problem", ""),
+            notes=list(doc.get("notes", [])),
         )
 
 

@@ -15,11 +15,10 @@ import os
 import selectors
 import socket
 import subprocess
-import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -28,8 +27,6 @@ from autograder.cases import Case
 from autograder.outputs import CaseOutput, PhaseOutput, RunOutput
 from autograder.sandbox import LaunchPlan
 from autograder.worker import FrameDecoder, ProtocolError, encode_frame, send_frame
-
-WORKER_PATH = Path(__file__).resolve().parent / "worker.py"
 
 
 class WorkerError(RuntimeError):
@@ -83,11 +80,13 @@ class SubmissionFiles:
 class Zygote:
     """A running zygote process and the grader's end of its control socket."""
 
-    def __init__(self, plan: LaunchPlan, python: str = sys.executable) -> None:
+    def __init__(self, plan: LaunchPlan) -> None:
         self.plan = plan
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        argv = plan.command(python, str(WORKER_PATH), child.fileno())
-        stderr = None if os.environ.get("AUTOGRADER_DEBUG") else subprocess.DEVNULL
+        argv = plan.command(child.fileno())
+        # The zygote's own stderr (bubblewrap's complaints, a crash) for diagnosis.
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the zygote
+        debug = os.environ.get("AUTOGRADER_DEBUG")
         try:
             self.proc = subprocess.Popen(
                 argv,
@@ -95,14 +94,15 @@ class Zygote:
                 env=plan.environment(),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
-                stderr=stderr,
+                stderr=None if debug else self._stderr,
                 start_new_session=True,
                 **plan.popen_kwargs(),
             )
-        except OSError as exc:
+        except (OSError, subprocess.SubprocessError) as exc:
             parent.close()
             child.close()
-            raise WorkerError(f"cannot start the worker ({argv[0]}): {exc}") from None
+            self._stderr.close()
+            raise WorkerError(f"cannot start the worker ({plan.level}): {exc}") from None
         child.close()
         self.ctl = parent
         self.ctl.setblocking(False)
@@ -113,8 +113,22 @@ class Zygote:
     def wait_ready(self, timeout: float = 60.0) -> dict:
         """Block until the zygote has imported numpy and says it is ready."""
         if self.info is None:
-            self.info = self.expect("ready", timeout)
+            try:
+                self.info = self.expect("ready", timeout)
+            except WorkerError:
+                raise WorkerError(
+                    f"the {self.plan.level} worker did not start: {self.diagnosis()}"
+                ) from None
         return self.info
+
+    def diagnosis(self) -> str:
+        """The last line the zygote (or bubblewrap) wrote to stderr."""
+        with contextlib.suppress(OSError, ValueError):
+            self._stderr.seek(0)
+            lines = self._stderr.read()[-2000:].decode(errors="replace").strip().splitlines()
+            if lines:
+                return lines[-1]
+        return "no message"
 
     def _pump(self, timeout: float) -> None:
         sel = selectors.DefaultSelector()
@@ -178,6 +192,7 @@ class Zygote:
                 os.killpg(self.proc.pid, 9)
             self.proc.wait()
         self.ctl.close()
+        self._stderr.close()
 
 
 def _text(value: object, limit: int = 2000) -> str:

@@ -99,21 +99,25 @@ def _default_stub(indent: str) -> list[str]:
 
 
 def solution_lines(source: str) -> list[str]:
-    """The stripped, non-trivial code lines inside solution regions.
+    """The stripped, non-trivial code lines found only inside solution regions.
 
     Used to check that no generated file (handout, notebook, bundle) carries
-    reference code.
+    reference code. Lines that the reference also gives outside its regions
+    (``dLdZ = dLdA * dAdZ`` in Identity) are not secret and are left out.
     """
-    lines: list[str] = []
+    inside: list[str] = []
+    given: set[str] = set()
     state = "code"
     for line in source.splitlines():
         marker = _marker(line)
+        text = line.strip()
         if marker == BEGIN:
             state = "solution"
         elif marker in (STUB, END):
             state = "stub" if marker == STUB else "code"
         elif state == "solution":
-            text = line.strip()
             if len(text) >= 12 and not text.startswith("#"):
-                lines.append(text)
-    return lines
+                inside.append(text)
+        elif state == "code":
+            given.add(text)
+    return [text for text in inside if text not in given]

@@ -21,9 +21,9 @@ import contextlib
 import json
 import os
 import resource
-import shutil
 import signal
 import socket
+import stat
 import struct
 import sys
 import tempfile
@@ -501,6 +501,34 @@ def _descendants(root_pid: int) -> list[int]:
     return found[::-1]
 
 
+def _remove_tree(path: str) -> None:
+    """Delete ``path`` without leaving its filesystem (mounted runtimes stay).
+
+    A submission may chmod its files to 000; the owner can always unlock them.
+    """
+    try:
+        top = os.lstat(os.path.dirname(path) or ".").st_dev
+        info = os.lstat(path)
+    except OSError:
+        return
+    if info.st_dev != top:
+        return  # a mount point: not ours to delete
+    if not stat.S_ISDIR(info.st_mode):
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        return
+    with contextlib.suppress(OSError):
+        os.chmod(path, 0o700)
+    try:
+        entries = os.listdir(path)
+    except OSError:
+        entries = []
+    for entry in entries:
+        _remove_tree(os.path.join(path, entry))
+    with contextlib.suppress(OSError):
+        os.rmdir(path)
+
+
 class Zygote:
     """Forks children on request and makes sure nothing they start survives them."""
 
@@ -606,26 +634,16 @@ class Zygote:
             send_frame(self.ctl, info)
 
     def _clean(self) -> None:
-        def unlock(func, path, _exc):
-            # A submission may chmod its files to 000; we own them, so unlock and retry.
-            with contextlib.suppress(OSError):
-                os.chmod(os.path.dirname(path), 0o700)
-                os.chmod(path, 0o700)
-                func(path)
-
         for entry in os.listdir(self.base):
-            shutil.rmtree(os.path.join(self.base, entry), onerror=unlock)
+            _remove_tree(os.path.join(self.base, entry))
         if self.pid_namespace:
-            # A private /tmp: whatever a submission wrote there goes too.
+            # A private /tmp: whatever a submission wrote there goes too, except the
+            # zygote's own directory and the read-only runtime mounted inside /tmp.
             tmp = tempfile.gettempdir()
             for entry in os.listdir(tmp):
                 path = os.path.join(tmp, entry)
                 if path != self.base:
-                    if os.path.isdir(path) and not os.path.islink(path):
-                        shutil.rmtree(path, onerror=unlock)
-                    else:
-                        with contextlib.suppress(OSError):
-                            os.unlink(path)
+                    _remove_tree(path)
 
     def poll_child(self) -> None:
         """Notice a child that exited on its own."""
@@ -676,7 +694,7 @@ class Zygote:
                     self.finish(report=True)
                 elif kind == "quit":
                     self.finish(report=False)
-                    shutil.rmtree(self.base, ignore_errors=True)
+                    _remove_tree(self.base)
                     return
                 else:
                     for fd in fds:

@@ -54,3 +54,10 @@ def test_fmt_is_short_but_exact_enough():
     assert fmt(0.0) == "0" and fmt(1.5) == "1.5" and fmt(0.0900306) == "0.0900306"
     assert fmt(float("inf")) == "inf"
     assert float(fmt(1.234567891e-7)) != 0
+
+
+def test_a_sum_is_judged_against_the_size_of_its_terms():
+    # Terms of size 10 cancelling to 1e-3: float32 rounding of the terms alone is ~1e-6 * 10.
+    assert compare_scalar(1e-3, np.array(1e-3 + 5e-5), RTOL, ATOL, "dLdbeta", scale=10.0).passed
+    assert not compare_scalar(1e-3, np.array(1e-3 + 5e-5), RTOL, ATOL, "dLdbeta").passed
+    assert not compare_scalar(1e-3, np.array(1e-3 + 5e-3), RTOL, ATOL, "dLdbeta", scale=10.0).passed

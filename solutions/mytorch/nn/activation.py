@@ -313,9 +313,12 @@ class Swish:
     def backward(self, dLdA):
         ### BEGIN SOLUTION
         Z, s = self.Z, self.s
-        dAdZ = s + self.beta * Z * s * (1.0 - s)
+        # 1 - s = sigmoid(-beta Z), computed directly: the subtraction loses every
+        # digit once s rounds to 1 (|beta Z| beyond ~17 in float32).
+        r = _sigmoid(-self.beta * Z)
+        dAdZ = s + self.beta * Z * s * r
         dLdZ = dLdA * dAdZ
-        self.dLdbeta = np.sum(dLdA * Z * Z * s * (1.0 - s))
+        self.dLdbeta = np.sum(dLdA * Z * Z * s * r)
         ### STUB
         #| dAdZ = None  # TODO
         #| dLdZ = None  # TODO
