@@ -106,7 +106,7 @@ STEAL_SOLUTIONS = relu_attack(
 
 
 def test_solutions_hidden_cases_and_grader_code_are_out_of_reach(strict, tmp_path):
-    bad, good = grade_pair(strict, tmp_path, STEAL_SOLUTIONS)
+    bad, _ = grade_pair(strict, tmp_path, STEAL_SOLUTIONS)
     assert by_name(bad)["ReLU forward (public)"].score == 0
     assert "FINDINGS []" in bad.student_output
     assert ROOT not in bad.student_output
@@ -188,6 +188,8 @@ def test_writes_outside_the_scratch_leave_no_trace(strict, tmp_path):
     token = f"pwned-{os.getpid()}-{time.monotonic_ns()}"
     outside = str(tmp_path / token)
     bad, _ = grade_pair(strict, tmp_path, _write_attempts(token, outside))
+    findings = next(x for x in bad.student_output.splitlines() if x.startswith("FINDINGS"))
+    assert outside not in findings and "/opt/autograder" not in findings and "/usr/" not in findings
     assert not Path(outside).exists()
     assert not Path("/tmp", token).exists()
     assert not (Path(ROOT) / token).exists()
