@@ -225,7 +225,9 @@ def bwrap_plan(slot: int = 0) -> LaunchPlan:
     ]  # fmt: skip
     for src, dest in zip(sources, targets, strict=True):
         args += ["--ro-bind", src, dest]
-    args += ["--chdir", "/tmp", "--"]
+    # Only the private /tmp stays writable: nothing a submission writes elsewhere in
+    # the sandbox could survive into the next submission's run.
+    args += ["--remount-ro", "/dev", "--remount-ro", "/", "--chdir", "/tmp", "--"]
     return LaunchPlan(
         level="bwrap",
         worker=SANDBOX_WORKER,
