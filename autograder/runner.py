@@ -15,7 +15,6 @@ import os
 import selectors
 import socket
 import subprocess
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,7 +24,7 @@ import numpy as np
 from autograder import outputs as out
 from autograder.cases import Case
 from autograder.outputs import CaseOutput, PhaseOutput, RunOutput
-from autograder.sandbox import LaunchPlan
+from autograder.sandbox import Launched, LaunchPlan, launch
 from autograder.worker import FrameDecoder, ProtocolError, encode_frame, send_frame
 
 
@@ -80,31 +79,16 @@ class SubmissionFiles:
 class Zygote:
     """A running zygote process and the grader's end of its control socket."""
 
-    def __init__(self, plan: LaunchPlan) -> None:
+    def __init__(self, plan: LaunchPlan, launched: Launched | None = None) -> None:
         self.plan = plan
-        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        argv = plan.command(child.fileno())
-        # The zygote's own stderr (bubblewrap's complaints, a crash) for diagnosis.
-        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the zygote
-        debug = os.environ.get("AUTOGRADER_DEBUG")
-        try:
-            self.proc = subprocess.Popen(
-                argv,
-                pass_fds=[child.fileno()],
-                env=plan.environment(),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=None if debug else self._stderr,
-                start_new_session=True,
-                **plan.popen_kwargs(),
-            )
-        except (OSError, subprocess.SubprocessError) as exc:
-            parent.close()
-            child.close()
-            self._stderr.close()
-            raise WorkerError(f"cannot start the worker ({plan.level}): {exc}") from None
-        child.close()
-        self.ctl = parent
+        if launched is None:
+            try:
+                launched = launch(plan)
+            except (OSError, subprocess.SubprocessError) as exc:
+                raise WorkerError(f"cannot start the worker ({plan.level}): {exc}") from None
+        self.proc = launched.proc
+        self.ctl = launched.ctl
+        self._stderr = launched.stderr
         self.ctl.setblocking(False)
         self._decoder = FrameDecoder(max_payload=1 << 16)
         self._queue: list[dict] = []

@@ -25,10 +25,14 @@ import contextlib
 import ctypes
 import os
 import shutil
+import socket
+import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 NOBODY = 65534
 LEVELS = ("bwrap", "uid", "process")
@@ -87,6 +91,44 @@ class LaunchPlan:
     def popen_kwargs(self) -> dict:
         """Extra arguments for ``subprocess.Popen``."""
         return {"preexec_fn": self.preexec} if self.preexec else {}
+
+
+@dataclass
+class Launched:
+    """A zygote process just started, and the grader's end of its control socket."""
+
+    plan: LaunchPlan
+    proc: subprocess.Popen
+    ctl: socket.socket
+    stderr: IO[bytes]
+
+
+def launch(plan: LaunchPlan) -> Launched:
+    """Start the zygote of ``plan`` (standard library only, so it can start early).
+
+    Raises OSError or ``subprocess.SubprocessError`` if it cannot be started.
+    """
+    parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    # The zygote's own stderr (bubblewrap's complaints, a crash) for diagnosis.
+    stderr = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the zygote
+    try:
+        proc = subprocess.Popen(
+            plan.command(child.fileno()),
+            pass_fds=[child.fileno()],
+            env=plan.environment(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=None if os.environ.get("AUTOGRADER_DEBUG") else stderr,
+            start_new_session=True,
+            **plan.popen_kwargs(),
+        )
+    except BaseException:
+        parent.close()
+        stderr.close()
+        raise
+    finally:
+        child.close()
+    return Launched(plan, proc, parent, stderr)
 
 
 def _worker_path() -> str:
