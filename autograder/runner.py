@@ -11,7 +11,9 @@ child carries on with the remaining cases.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
+import select
 import selectors
 import socket
 import subprocess
@@ -138,12 +140,12 @@ class Zygote:
         messages, self._queue = self._queue, []
         return messages
 
-    def expect(self, kind: str, timeout: float) -> dict:
-        """Wait for the next control message of ``kind``, dropping stale ones."""
+    def expect(self, kind: str, timeout: float, seq: int | None = None) -> dict:
+        """Wait for the next control message of ``kind`` (about child ``seq``), dropping stale ones."""
         deadline = time.monotonic() + timeout
         while True:
             for i, msg in enumerate(self._queue):
-                if msg.get("type") == kind:
+                if msg.get("type") == kind and (seq is None or msg.get("seq") == seq):
                     del self._queue[: i + 1]
                     return msg
             remaining = deadline - time.monotonic()
@@ -265,9 +267,26 @@ def _describe_exit(info: dict | None) -> str:
 
 
 @dataclass
-class _Job:
+class Phase:
+    """Cases run in one go: public ones (feedback shown) or hidden ones (nothing shown).
+
+    A submission's phases run in the same child, public first; before the
+    hidden phase the grader stops reading the child's output and the child
+    sends its stdout and stderr to /dev/null, so hidden inputs cannot come
+    back as printed text or error messages.
+    """
+
+    name: str
     cases: list[Case]
+    show: bool
     probes: dict[str, list[np.ndarray]] = field(default_factory=dict)
+
+
+# Numbers the children, so a late message about an earlier one is never mistaken.
+_SEQ = itertools.count(1)
+
+# Where a child stopped: (phase name, case, status, message).
+Stop = tuple[str, Case, str, str]
 
 
 class SubmissionRunner:
@@ -281,6 +300,8 @@ class SubmissionRunner:
         self.get_zygote = get_zygote
         self.zygote: Zygote | None = None
         self.limits = limits
+        # The child whose end (and sweep of leftovers) was not confirmed yet.
+        self.unconfirmed: int | None = None
 
     def run(
         self,
@@ -290,87 +311,78 @@ class SubmissionRunner:
         probes: dict[str, list[np.ndarray]] | None = None,
         deadline: float | None = None,
     ) -> RunOutput:
-        """Run ``cases`` on the submission; ``show`` keeps messages and output."""
-        result = RunOutput()
-        pending = list(cases)
-        probes = probes or {}
+        """Run one list of cases (a single phase)."""
+        phase = Phase("run", list(cases), show, probes or {})
+        return self.run_phases(files, [phase], deadline)["run"]
+
+    def run_phases(
+        self, files: SubmissionFiles, phases: list[Phase], deadline: float | None = None
+    ) -> dict[str, RunOutput]:
+        """Run every phase's cases, in one child while it behaves; results by phase name."""
+        shown = [p.show for p in phases]
+        if shown != sorted(shown, reverse=True):
+            raise ValueError("phases that show output must come before those that do not")
+        results = {p.name: RunOutput() for p in phases}
+        remaining = {p.name: list(p.cases) for p in phases}
         deadline = deadline if deadline is not None else time.monotonic() + self.limits.budget
         timeouts: dict[str, int] = {}
         zygote_failures = 0
-        while pending:
+        while any(remaining.values()):
             if time.monotonic() >= deadline:
-                for case in pending:
-                    result.cases[case.id] = CaseOutput.failed(
-                        case.id, out.TIMEOUT, "the submission's total time budget ran out"
-                    )
+                for name, cases in remaining.items():
+                    for case in cases:
+                        results[name].cases[case.id] = CaseOutput.failed(
+                            case.id, out.TIMEOUT, "the submission's total time budget ran out"
+                        )
                 break
             self.zygote = self.get_zygote()
-            result.sandbox = self.zygote.plan.level
+            for result in results.values():
+                result.sandbox = self.zygote.plan.level
             try:
-                stop = self._spawn_and_run(files, pending, probes, show, deadline, result)
+                stop = self._child(files, phases, remaining, results, deadline)
             except WorkerError as exc:
                 # The zygote itself failed (killed by the submission, or confused): replace it,
                 # charge the case that was running, and give up after a second time.
                 self.zygote.close()
-                pending[:] = [c for c in pending if c.id not in result.cases]
                 zygote_failures += 1
                 message = f"the grading worker died ({exc})"
-                if zygote_failures >= 2:
-                    for case in pending:
-                        result.cases[case.id] = CaseOutput.failed(case.id, out.CRASHED, message)
-                    pending.clear()
+                first = next((n for n in remaining if remaining[n]), None)
+                if zygote_failures >= 2 or first is None:
+                    for name, cases in remaining.items():
+                        for case in cases:
+                            results[name].cases[case.id] = CaseOutput.failed(
+                                case.id, out.CRASHED, message
+                            )
+                        cases.clear()
                     break
-                stop = (pending[0], out.CRASHED, message) if pending else None
+                stop = (first, remaining[first][0], out.CRASHED, message)
             if stop is None:
-                break
-            # The child stopped on pending[0]; record it and skip what cannot succeed.
-            case, status, message = stop
-            result.cases[case.id] = CaseOutput.failed(case.id, status, message)
-            pending.remove(case)
-            result.events.append(f"{case.id}: {message}")
+                continue
+            # The child stopped on this case; record it and skip what cannot succeed.
+            name, case, status, message = stop
+            results[name].cases[case.id] = CaseOutput.failed(case.id, status, message)
+            remaining[name].remove(case)
+            results[name].events.append(f"{case.id}: {message}")
             if status == out.TIMEOUT:
                 timeouts[case.activation] = timeouts.get(case.activation, 0) + 1
                 if timeouts[case.activation] >= self.limits.timeouts_per_activation:
-                    for other in [c for c in pending if c.activation == case.activation]:
-                        result.cases[other.id] = CaseOutput.failed(
-                            other.id,
-                            out.TIMEOUT,
-                            f"not run: {case.activation} timed out "
-                            f"{timeouts[case.activation]} times",
-                        )
-                        pending.remove(other)
-        return result
+                    note = f"not run: {case.activation} timed out {timeouts[case.activation]} times"
+                    for other_name, cases in remaining.items():
+                        for other in [c for c in cases if c.activation == case.activation]:
+                            results[other_name].cases[other.id] = CaseOutput.failed(
+                                other.id, out.TIMEOUT, note
+                            )
+                            cases.remove(other)
+        return results
 
-    def _spawn_and_run(self, files, pending, probes, show, deadline, result):
-        """One child: returns None when done, or (case, status, message) where it stopped."""
-        z = self.zygote
-        res_parent, res_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        out_r, out_w = os.pipe()
-        try:
-            z.send(
-                {
-                    "type": "spawn",
-                    "uid": z.plan.uid,
-                    "gid": z.plan.gid,
-                    "limits": self.limits.rlimits(),
-                },
-                fds=[res_child.fileno(), out_w],
-            )
-        finally:
-            res_child.close()
-            os.close(out_w)
-        try:
-            z.expect("spawned", timeout=30)
-            return self._converse(res_parent, out_r, files, pending, probes, show, deadline, result)
-        finally:
-            res_parent.close()
-            os.close(out_r)
-
-    def _job_frame(self, files, pending, probes, show) -> bytes:
-        names, arrays = files.frame_arrays()
+    def _job_frame(self, files: SubmissionFiles | None, cases: list[Case], phase: Phase) -> bytes:
+        names: list[str] = []
+        arrays: dict[str, np.ndarray] = {}
+        if files is not None:
+            names, arrays = files.frame_arrays()
         meta_cases = []
-        for case in pending:
-            extra = probes.get(case.id, [])
+        for case in cases:
+            extra = phase.probes.get(case.id, [])
             meta_cases.append(
                 {
                     "id": case.id,
@@ -387,193 +399,270 @@ class SubmissionRunner:
         meta = {
             "type": "job",
             "files": names,
-            "entry": files.entry,
-            "module": files.module,
+            "entry": files.entry if files else "",
+            "module": files.module if files else "",
             "cases": meta_cases,
-            "show_errors": show,
+            "show_errors": phase.show,
         }
         return encode_frame(meta, arrays)
 
-    def _converse(self, sock, out_r, files, pending, probes, show, deadline, result):
-        limits = self.limits
+    def _child(self, files, phases, remaining, results, deadline) -> Stop | None:
+        """One child: run the remaining cases phase by phase; None when all are done."""
         z = self.zygote
-        job = self._job_frame(files, pending, probes, show)
-        decoder = FrameDecoder(max_payload=limits.max_frame)
-        sel = selectors.DefaultSelector()
-        sock.setblocking(False)
-        os.set_blocking(out_r, False)
-        sel.register(sock, selectors.EVENT_READ | selectors.EVENT_WRITE, "res")
-        sel.register(out_r, selectors.EVENT_READ, "out")
-        sel.register(z.ctl, selectors.EVENT_READ, "ctl")
-        sent = 0
-        imported = False
-        done = False
-        exited: dict | None = None
-        position = 0  # index in pending of the case being run
-        call_deadline = time.monotonic() + limits.import_timeout
-        stop = None
+        assert z is not None
+        res_parent, res_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        out_r, out_w = os.pipe()
+        z.poll()  # forget stale control messages of earlier children
+        seq = next(_SEQ)
+        self.unconfirmed = seq
+        try:
+            z.send(
+                {
+                    "type": "spawn",
+                    "seq": seq,
+                    "uid": z.plan.uid,
+                    "gid": z.plan.gid,
+                    "limits": self.limits.rlimits(),
+                },
+                fds=[res_child.fileno(), out_w],
+            )
+        finally:
+            res_child.close()
+            os.close(out_w)
+        talk = _Conversation(self, res_parent, out_r, files, phases, remaining, results)
+        try:
+            return talk.run(deadline)
+        finally:
+            talk.close()
+
+    def kill(self) -> None:
+        """Ask the zygote to kill the current child (and everything it started)."""
+        with contextlib.suppress(WorkerError):
+            self.zygote.send({"type": "kill"})
+
+    def exit_info(self) -> dict | None:
+        """The current child's exit report, once it died or was killed and swept."""
+        if self.unconfirmed is None or self.zygote is None:
+            return None
+        seq, self.unconfirmed = self.unconfirmed, None
+        try:
+            return self.zygote.expect("exited", timeout=10, seq=seq)
+        except WorkerError:
+            return None
+
+    def finish(self) -> None:
+        """Make sure the last child and everything it started are gone."""
+        if self.unconfirmed is not None:
+            self.kill()
+            self.exit_info()
+
+
+class _Conversation:
+    """The grader's side of one child's life: send jobs, read results, watch the clock."""
+
+    def __init__(self, runner, sock, out_r, files, phases, remaining, results) -> None:
+        self.runner = runner
+        self.limits: Limits = runner.limits
+        self.sock = sock
+        self.out_r: int | None = out_r
+        self.files = files
+        self.active = [p for p in phases if remaining[p.name]]
+        self.remaining = remaining
+        self.results = results
+        self.sel = selectors.DefaultSelector()
+        self.decoder = FrameDecoder(max_payload=self.limits.max_frame)
+        self.index = 0  # phase being run
+        self.position = 0  # case being run, within that phase's remaining list
+        self.imported = False
+        self.job = b""
+        self.sent = 0
+
+    @property
+    def phase(self) -> Phase:
+        return self.active[self.index]
+
+    def close(self) -> None:
+        self.sel.close()
+        self.sock.close()
+        self._close_output()
+
+    def _close_output(self) -> None:
+        if self.out_r is not None:
+            with contextlib.suppress(KeyError, ValueError):
+                self.sel.unregister(self.out_r)
+            os.close(self.out_r)
+            self.out_r = None
+
+    def _start_phase(self, first: bool) -> None:
+        phase = self.phase
+        if not phase.show:
+            # Stop listening before hidden inputs exist in the child: whatever it
+            # prints from now on goes nowhere (or kills it, if it kept our pipe).
+            self._close_output()
+        self.job = self.runner._job_frame(
+            self.files if first else None, self.remaining[phase.name], phase
+        )
+        self.sent = 0
+        self.position = 0
+        self.sel.modify(self.sock, selectors.EVENT_READ | selectors.EVENT_WRITE)
+
+    def run(self, deadline: float) -> Stop | None:
+        self.sock.setblocking(False)
+        os.set_blocking(self.out_r, False)
+        self.sel.register(self.sock, selectors.EVENT_READ)
+        self.sel.register(self.out_r, selectors.EVENT_READ)
+        self._start_phase(first=True)
+        call_deadline = time.monotonic() + self.limits.import_timeout
         try:
             while True:
                 now = time.monotonic()
                 limit = min(call_deadline, deadline)
                 if now >= limit:
-                    reason = "import" if not imported else "case"
-                    stop = self._timeout(
-                        reason, pending, position, imported, result, limit == deadline
-                    )
-                    break
-                for key, mask in sel.select(limit - now):
-                    if key.data == "out":
-                        self._read_output(out_r, result, show)
-                    elif key.data == "ctl":
-                        for msg in z.poll():
-                            if msg.get("type") == "exited":
-                                exited = msg
-                    elif mask & selectors.EVENT_WRITE and sent < len(job):
-                        try:
-                            sent += sock.send(job[sent : sent + (1 << 20)])
-                        except (BlockingIOError, InterruptedError):
-                            pass
-                        except OSError:
-                            sent = len(job)
-                        if sent >= len(job):
-                            sel.modify(sock, selectors.EVENT_READ, "res")
-                    elif mask & selectors.EVENT_READ:
-                        try:
-                            data = sock.recv(1 << 20)
-                        except (BlockingIOError, InterruptedError):
-                            continue
-                        except OSError:
-                            data = b""
-                        if not data:
-                            if exited is None:
-                                # Dead, or alive with its socket closed: make sure.
-                                self._kill()
-                                exited = self._wait_exit()
-                            stop = self._died(pending, position, imported, exited, result)
-                            raise _Finished
-                        for meta, arrays in decoder.feed(data):
-                            kind = meta.get("type")
-                            if not imported:
-                                if kind == "imported":
-                                    imported = True
-                                elif kind == "import_error":
-                                    result.import_status = (
-                                        out.NOT_IMPLEMENTED
-                                        if meta.get("status") == out.NOT_IMPLEMENTED
-                                        else out.ERROR
-                                    )
-                                    result.import_message = (
-                                        _text(meta.get("message")) if show else ""
-                                    )
-                                    done = True
-                                    raise _Finished
-                                else:
-                                    raise ProtocolError("a result arrived before the import")
-                            elif kind == "case":
-                                if (
-                                    position >= len(pending)
-                                    or meta.get("id") != pending[position].id
-                                ):
-                                    raise ProtocolError("a result for an unexpected case")
-                                case = pending[position]
-                                result.cases[case.id] = case_output(
-                                    case.id, meta, arrays, show, len(probes.get(case.id, []))
-                                )
-                                position += 1
-                            elif kind == "done":
-                                if position != len(pending):
-                                    raise ProtocolError("done before every case was run")
-                                done = True
-                                raise _Finished
-                            else:
-                                raise ProtocolError(f"unexpected message {str(kind)[:20]!r}")
-                            call_deadline = time.monotonic() + limits.call_timeout
-        except _Finished:
-            pass
+                    return self._timeout(limit == deadline)
+                for key, mask in self.sel.select(limit - now):
+                    if key.fileobj == self.out_r:
+                        self._read_output()
+                        continue
+                    if mask & selectors.EVENT_WRITE and self.sent < len(self.job):
+                        self._send_job()
+                    if not mask & selectors.EVENT_READ:
+                        continue
+                    try:
+                        data = self.sock.recv(1 << 20)
+                    except (BlockingIOError, InterruptedError):
+                        continue
+                    except OSError:
+                        data = b""
+                    if not data:
+                        return self._died()
+                    for meta, arrays in self.decoder.feed(data):
+                        finished = self._handle(meta, arrays)
+                        if finished:
+                            return None
+                    call_deadline = time.monotonic() + self.limits.call_timeout
         except ProtocolError as exc:
-            self._kill()
-            stop = self._stopped_at(
-                pending,
-                position,
-                imported,
-                out.CRASHED,
-                f"the worker broke the protocol ({exc})",
-                result,
+            self.runner.kill()
+            return self._stopped(out.CRASHED, f"the worker broke the protocol ({exc})")
+
+    def _send_job(self) -> None:
+        try:
+            self.sent += self.sock.send(self.job[self.sent : self.sent + (1 << 20)])
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self.sent = len(self.job)  # the child is gone; reading will tell
+        if self.sent >= len(self.job):
+            self.sel.modify(self.sock, selectors.EVENT_READ)
+
+    def _handle(self, meta: dict, arrays: dict) -> bool:
+        """Act on one frame; True when every phase is done."""
+        kind = meta.get("type")
+        phase = self.phase
+        cases = self.remaining[phase.name]
+        if not self.imported:
+            if kind == "imported":
+                self.imported = True
+                return False
+            if kind == "import_error":
+                status = (
+                    out.NOT_IMPLEMENTED if meta.get("status") == out.NOT_IMPLEMENTED else out.ERROR
+                )
+                for p in self.active:
+                    result = self.results[p.name]
+                    result.import_status = status
+                    result.import_message = _text(meta.get("message")) if p.show else ""
+                    self.remaining[p.name].clear()
+                self._drain_output()
+                return True
+            raise ProtocolError("a result arrived before the import")
+        if kind == "case":
+            if self.position >= len(cases) or meta.get("id") != cases[self.position].id:
+                raise ProtocolError("a result for an unexpected case")
+            case = cases[self.position]
+            n_probes = len(phase.probes.get(case.id, []))
+            self.results[phase.name].cases[case.id] = case_output(
+                case.id, meta, arrays, phase.show, n_probes
             )
-        finally:
-            sel.close()
-        if exited is None:
-            # Every stop path has already asked the zygote to kill the child.
-            exited = self._wait_exit()
-        self._drain_output(out_r, result, show)
-        # Drop the cases that completed; the one it stopped on is handled by run().
-        del pending[:position]
-        return None if done else stop
+            self.position += 1
+            return False
+        if kind == "done":
+            if self.position != len(cases):
+                raise ProtocolError("done before every case was run")
+            self._drain_output()
+            cases.clear()
+            self.index += 1
+            if self.index == len(self.active):
+                # Let the zygote reap and sweep now, while the grader compares.
+                self.runner.kill()
+                return True
+            self._start_phase(first=False)
+            return False
+        raise ProtocolError(f"unexpected message {str(kind)[:20]!r}")
 
-    def _stopped_at(self, pending, position, imported, status, message, result):
-        if not imported:
-            result.import_status = status
-            result.import_message = message
-            pending.clear()
+    def _stopped(self, status: str, message: str) -> Stop | None:
+        """The child stopped on the current case: keep what it finished, report where."""
+        self._drain_output()
+        phase = self.phase
+        cases = self.remaining[phase.name]
+        del cases[: self.position]
+        if not self.imported:
+            for p in self.active:
+                result = self.results[p.name]
+                result.import_status = status
+                result.import_message = message
+                self.remaining[p.name].clear()
             return None
-        if position >= len(pending):
+        if not cases:
             return None
-        return (pending[position], status, message)
+        return (phase.name, cases[0], status, message)
 
-    def _timeout(self, reason, pending, position, imported, result, budget):
-        self._kill()
+    def _timeout(self, budget: bool) -> Stop | None:
+        self.runner.kill()
         if budget:
             message = "the submission's total time budget ran out"
-        elif reason == "import":
+        elif not self.imported:
             message = f"importing the file took longer than {self.limits.import_timeout:g} s"
         else:
             message = f"took longer than {self.limits.call_timeout:g} s"
-        return self._stopped_at(pending, position, imported, out.TIMEOUT, message, result)
+        return self._stopped(out.TIMEOUT, message)
 
-    def _died(self, pending, position, imported, exited, result):
-        message = _describe_exit(exited)
-        if not imported:
+    def _died(self) -> Stop | None:
+        # Dead, or alive with its socket closed: make sure, then ask how it ended.
+        self.runner.kill()
+        message = _describe_exit(self.runner.exit_info())
+        if not self.imported:
             message = f"the file could not be imported: {message}"
-        return self._stopped_at(pending, position, imported, out.CRASHED, message, result)
+        return self._stopped(out.CRASHED, message)
 
-    def _kill(self) -> None:
-        with contextlib.suppress(WorkerError):
-            self.zygote.send({"type": "kill"})
-
-    def _wait_exit(self) -> dict | None:
+    def _read_output(self) -> bool:
+        if self.out_r is None:
+            return False
         try:
-            return self.zygote.expect("exited", timeout=10)
-        except WorkerError:
-            return None
-
-    def _read_output(self, fd: int, result: RunOutput, show: bool) -> bool:
-        try:
-            data = os.read(fd, 1 << 16)
+            data = os.read(self.out_r, 1 << 16)
         except (BlockingIOError, InterruptedError):
             return True
         except OSError:
             return False
         if not data:
+            with contextlib.suppress(KeyError, ValueError):
+                self.sel.unregister(self.out_r)
             return False
+        result = self.results[self.phase.name]
         result.stdout_bytes += len(data)
         room = self.limits.max_output - len(result.stdout)
-        if show and room > 0:
+        if self.phase.show and room > 0:
             result.stdout += data[:room].decode("utf-8", errors="replace")
         return True
 
-    def _drain_output(self, fd: int, result: RunOutput, show: bool) -> None:
-        # Everything the child started is dead by now ("exited" comes after the
-        # sweep), so the pipe reaches EOF; the time bound is a second guard.
-        end = time.monotonic() + 1.0
-        while time.monotonic() < end:
-            sel = selectors.DefaultSelector()
-            sel.register(fd, selectors.EVENT_READ)
-            ready = sel.select(max(0.0, end - time.monotonic()))
-            sel.close()
-            if not ready or not self._read_output(fd, result, show):
+    def _drain_output(self) -> None:
+        # The child flushes its output before each 'done', so what it printed is in
+        # the pipe now; read what is there without waiting for an end that a
+        # lingering process could postpone.
+        for _ in range(1 << 12):
+            if self.out_r is None or not self._read_output():
                 return
-
-
-class _Finished(Exception):
-    pass
+            try:
+                if not select.select([self.out_r], [], [], 0)[0]:
+                    return
+            except (OSError, ValueError):
+                return

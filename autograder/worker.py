@@ -27,6 +27,7 @@ import stat
 import struct
 import sys
 import tempfile
+import time
 import traceback
 import warnings
 
@@ -451,15 +452,30 @@ def child_main(sock: socket.socket, out_fd: int, spawn: dict) -> None:
         sys.path[:] = [root, *spawn.get("sys_path", [])]
         sys.argv[:] = ["activation.py"]
         call = _Call(root, bool(job.get("show_errors", True)))
+        if not call.show:
+            _silence()
         module, info = call(_load_module, job["entry"], job["module"], root)
         if info["status"] != "ok":
             send_frame(sock, {"type": "import_error", **info})
             return
         send_frame(sock, {"type": "imported"})
-        for case in job["cases"]:
-            meta, out = _run_case(module, case, arrays, call)
-            send_frame(sock, meta, out)
-        send_frame(sock, {"type": "done"})
+        while True:
+            for case in job["cases"]:
+                meta, out = _run_case(module, case, arrays, call)
+                send_frame(sock, meta, out)
+            # Everything printed so far is in the pipe before the grader reads 'done'.
+            with contextlib.suppress(BaseException):
+                sys.stdout.flush()
+                sys.stderr.flush()
+            send_frame(sock, {"type": "done"})
+            try:
+                job, arrays, _ = recv_frame(sock)
+            except EOFError:
+                return
+            if call.show and not job.get("show_errors", True):
+                # Hidden cases next: nothing printed from now on may reach anyone.
+                call.show = False
+                _silence()
     except BaseException:
         code = 70
     finally:
@@ -467,6 +483,16 @@ def child_main(sock: socket.socket, out_fd: int, spawn: dict) -> None:
             sys.stdout.flush()
             sys.stderr.flush()
         os._exit(code)
+
+
+def _silence() -> None:
+    """Send stdout and stderr to /dev/null, at the descriptor and Python level."""
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 1)
+    os.dup2(null, 2)
+    os.close(null)
+    sys.stdout = open(1, "w", encoding="utf-8", errors="replace", closefd=False)  # noqa: SIM115
+    sys.stderr = open(2, "w", encoding="utf-8", errors="replace", closefd=False)  # noqa: SIM115
 
 
 def _open_fds() -> list[int]:
@@ -536,6 +562,7 @@ class Zygote:
         self.ctl = ctl
         self.pid_namespace = pid_namespace
         self.child: int | None = None
+        self.seq: int | None = None  # the grader's number for the current child
         self.pidfd: int | None = None
         self.scratch: str | None = None
         self.base = tempfile.mkdtemp(prefix="autograder-zygote-")
@@ -548,38 +575,44 @@ class Zygote:
         _prctl(PR_SET_DUMPABLE, 0)
 
     def sweep(self) -> None:
-        """Kill every process a child left behind, then reap them."""
-        for _ in range(100):
-            if self.pid_namespace:
-                # Alone in our PID namespace (bwrap's init aside): signal everything.
-                try:
-                    os.kill(-1, signal.SIGKILL)
-                    alive = True
-                except ProcessLookupError:
-                    alive = False
-            elif self.has_proc and self.subreaper:
-                pids = _descendants(os.getpid())
-                for pid in pids:
-                    with contextlib.suppress(ProcessLookupError, PermissionError):
-                        os.kill(pid, signal.SIGKILL)
-                alive = bool(pids)
-            else:
-                if self.child is not None:
-                    with contextlib.suppress(ProcessLookupError, PermissionError):
-                        os.killpg(self.child, signal.SIGKILL)
-                alive = False
-            self._reap()
-            if not alive:
-                break
+        """Kill every process a child left behind and reap them all.
 
-    def _reap(self) -> None:
+        Signalled processes take a moment to die; the loop goes on until no
+        descendant is left (zombies included), or a few seconds have passed.
+        """
+        deadline = time.monotonic() + 5.0
         while True:
+            signalled = self._signal_leftovers()
             try:
-                pid, _ = os.waitpid(-1, os.WNOHANG)
+                while os.waitpid(-1, os.WNOHANG)[0]:
+                    pass
             except ChildProcessError:
+                if not signalled:
+                    return  # no children and nothing else to signal: clean
+                continue
+            if time.monotonic() > deadline:
                 return
-            if pid == 0:
-                return
+            time.sleep(0.0002)  # let the signalled processes die
+
+    def _signal_leftovers(self) -> bool:
+        """SIGKILL every leftover process; True if there was any."""
+        if self.pid_namespace:
+            # Alone in our PID namespace (bwrap's init aside): signal everything.
+            try:
+                os.kill(-1, signal.SIGKILL)
+                return True
+            except ProcessLookupError:
+                return False
+        if self.has_proc and self.subreaper:
+            pids = _descendants(os.getpid())
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
+            return bool(pids)
+        if self.child is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.child, signal.SIGKILL)
+        return False
 
     def spawn(self, msg: dict, fds: list[int]) -> None:
         """Fork a child that talks to the grader over the sockets in ``fds``."""
@@ -601,7 +634,8 @@ class Zygote:
             self.pidfd = os.pidfd_open(pid)
         except (AttributeError, OSError):
             self.pidfd = None
-        send_frame(self.ctl, {"type": "spawned", "pid": pid})
+        self.seq = msg.get("seq")
+        send_frame(self.ctl, {"type": "spawned", "pid": pid, "seq": self.seq})
 
     def finish(self, report: bool) -> None:
         """Kill (if still running) and reap the child, sweep, clean its files."""
@@ -625,7 +659,7 @@ class Zygote:
         self.sweep()
         self._clean()
         if report:
-            info: dict = {"type": "exited", "pid": pid}
+            info: dict = {"type": "exited", "pid": pid, "seq": self.seq}
             if status is not None:
                 if os.WIFSIGNALED(status):
                     info["signal"] = os.WTERMSIG(status)
