@@ -35,6 +35,8 @@ class Expected:
     # Sum of |terms| of dLdbeta: the scale its rounding error grows with (a sum of
     # terms that cancel can be tiny while each term carries float32 error).
     dLdbeta_scale: float | None = None
+    # Outputs of a catalogued mistake: the sentence feedback shows when a student's match.
+    note: str = ""
 
     def phase(self, phase: str) -> np.ndarray | float | None:
         """The expected value of ``phase`` (forward -> A, backward -> dLdZ)."""
@@ -176,6 +178,8 @@ def _encode_expected(e: Expected) -> dict[str, Any]:
         out["dLdbeta"] = _floats([float(e.dLdbeta)])[0]
     if e.dLdbeta_scale is not None:
         out["dLdbeta_scale"] = _floats([float(e.dLdbeta_scale)])[0]
+    if e.note:
+        out["note"] = e.note
     return out
 
 
@@ -187,6 +191,7 @@ def _decode_expected(obj: dict[str, Any]) -> Expected:
         dLdZ=_decode_array(obj["dLdZ"]),
         dLdbeta=None if beta is None else float(beta),
         dLdbeta_scale=None if scale is None else float(scale),
+        note=str(obj.get("note", "")),
     )
 
 

@@ -10,7 +10,9 @@ without the sandbox). Errors are one line on stderr, never a traceback
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import subprocess
 import sys
 import traceback
 from pathlib import Path
@@ -33,6 +35,18 @@ def _positive(kind: type):
         return value
 
     return parse
+
+
+def _threshold(text: str) -> tuple[float, bool]:
+    """``--fail-under``: points (``60``) or a share of the maximum (``100%``)."""
+    percent = text.endswith("%")
+    try:
+        value = float(text[:-1] if percent else text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a score: {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must not be negative: {text!r}")
+    return value, percent
 
 
 def _add_limits(p: argparse.ArgumentParser) -> None:
@@ -96,9 +110,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     g = sub.add_parser("grade", help="grade one submission")
     g.add_argument("path", help="directory, .py file, .tar/.tar.gz/.tgz/.zip handin, or .ipynb")
-    g.add_argument("--format", choices=("table", "json", "gradescope", "autolab"), default="table")
+    g.add_argument(
+        "--format", choices=("table", "json", "gradescope", "autolab", "junit"), default="table"
+    )
     g.add_argument("-o", "--output", metavar="FILE", help="write the report here instead of stdout")
     g.add_argument("--public-only", action="store_true", help="grade the public cases only")
+    g.add_argument(
+        "--fail-under",
+        type=_threshold,
+        metavar="SCORE",
+        help="exit with status 1 (after writing the report) when the score is below SCORE "
+        "points, or below SCORE%% of the maximum (e.g. 100%%)",
+    )
     g.add_argument(
         "--plots",
         metavar="DIR",
@@ -106,6 +129,37 @@ def build_parser() -> argparse.ArgumentParser:
         "reference (needs matplotlib)",
     )
     _add_limits(g)
+
+    b = sub.add_parser(
+        "grade-all",
+        help="grade every submission in a directory: gradebook, reports and class summary",
+    )
+    b.add_argument(
+        "directory",
+        metavar="DIR",
+        help="one entry per submission: folder, .py, .tar/.tar.gz/.tgz/.zip or .ipynb",
+    )
+    b.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="OUTDIR",
+        help="where to write gradebook.csv, <name>.json per submission and the summary",
+    )
+    b.add_argument(
+        "--jobs",
+        type=_positive(int),
+        default=None,
+        metavar="N",
+        help="worker processes grading in parallel (default: the number of cores)",
+    )
+    b.add_argument("--public-only", action="store_true", help="grade the public cases only")
+    b.add_argument(
+        "--force",
+        action="store_true",
+        help="regrade every submission, even those unchanged since their report was written",
+    )
+    _add_limits(b)
 
     e = sub.add_parser(
         "export",
@@ -141,10 +195,49 @@ def _emit(text: str, output: str | None) -> None:
 
 def cmd_grade(args: argparse.Namespace) -> int:
     """``autograder grade``."""
+    from autograder import sandbox
+
+    # Start the worker before the heavy imports: it boots while they run.
+    launched = None
+    with contextlib.suppress(sandbox.SandboxError, OSError, subprocess.SubprocessError):
+        launched = sandbox.launch(sandbox.plan(args.sandbox))
     from autograder import engine, render
 
-    report = engine.grade(args.path, _options(args))
+    report = engine.grade(args.path, _options(args), launched=launched)
     _emit(render.RENDERERS[args.format](report), args.output)
+    if args.fail_under is not None:
+        value, percent = args.fail_under
+        bound = value * report.max_score / 100 if percent else value
+        # A small tolerance: the report rounds points to 4 decimals.
+        if report.score < bound - 1e-6:
+            wanted = f"{value:g}% of {report.max_score:g}" if percent else f"{value:g}"
+            print(
+                f"autograder: score {report.score:g} / {report.max_score:g} is below "
+                f"--fail-under {wanted}",
+                file=sys.stderr,
+            )
+            return 1
+    return 0
+
+
+def cmd_grade_all(args: argparse.Namespace) -> int:
+    """``autograder grade-all``: a directory of submissions -> gradebook, reports, summary."""
+    from autograder import batch, summary
+    from autograder.engine import GraderError
+
+    try:
+        result = batch.grade_all(
+            args.directory, args.output, _options(args), jobs=args.jobs, force=args.force
+        )
+    except batch.BatchError as exc:
+        raise UsageError(str(exc)) from None
+    except batch.BatchGraderError as exc:
+        raise GraderError(str(exc)) from None
+    sys.stdout.write("\n" + summary.render_text(result.summary) + "\n")
+    for path in result.written:
+        print(f"wrote {path}")
+    for note in result.notes:
+        print(note)
     return 0
 
 
@@ -190,7 +283,12 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"grade": cmd_grade, "handout": cmd_handout, "export": cmd_export}
+COMMANDS = {
+    "grade": cmd_grade,
+    "grade-all": cmd_grade_all,
+    "handout": cmd_handout,
+    "export": cmd_export,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

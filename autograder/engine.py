@@ -17,13 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from autograder import cases as cases_mod
-from autograder import checks, reference, sandbox, submission
+from autograder import checks, feedback, reference, sandbox, submission
 from autograder.cases import Case
 from autograder.checks import GradingContext
 from autograder.outputs import RunOutput
 from autograder.report import Report, entries_from_pytest
 from autograder.report import entry as report_entry
-from autograder.runner import Limits, SubmissionRunner, WorkerError, Zygote
+from autograder.runner import Limits, Phase, SubmissionRunner, WorkerError, Zygote
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 CHECKS_FILE = PACKAGE_DIR / "checks.py"
@@ -107,6 +107,10 @@ def cached_reference_cases(ref_path: Path) -> list[Case]:
             pass
     module = reference.load_module(ref_path)
     cases = reference.attach_expected(module, cases_mod.build_cases(("public", "hidden")))
+    # The catalogue of known mistakes, run on the public cases, for the feedback.
+    from autograder import mistakes
+
+    mistakes.attach(cases, ref_path.read_text(encoding="utf-8"))
     try:
         from autograder.handout import write_atomic
 
@@ -237,14 +241,18 @@ class Grader:
         """Run the public cases (feedback shown), then the hidden ones (nothing shown)."""
         limits = self.options.limits
         runner = SubmissionRunner(self.zygote, limits)
+        self._runner = runner
         deadline = time.monotonic() + limits.budget
-        runs: dict[str, RunOutput] = {}
-        for visibility in ("public", "hidden"):
-            subset = [c for c in self.cases if c.visibility == visibility]
-            if subset:
-                runs[visibility] = runner.run(
-                    sub.files, subset, show=visibility == "public", deadline=deadline
-                )
+        # One child runs the public cases, then the hidden ones (see runner.Phase).
+        phases = [
+            Phase(visibility, [c for c in self.cases if c.visibility == visibility], show)
+            for visibility, show in (("public", True), ("hidden", False))
+        ]
+        runs = runner.run_phases(sub.files, [p for p in phases if p.cases], deadline)
+        if "public" in runs:
+            # Feedback only, after grading: the self-check's probes of failing backwards.
+            public = [c for c in self.cases if c.visibility == "public"]
+            feedback.attach_probes(runner, sub.files, public, runs["public"], deadline)
         return runs
 
     def grade(self, path: str | os.PathLike[str], use_pytest: bool = True) -> Report:
@@ -269,7 +277,9 @@ class Grader:
             entries = run_checks(ctx, self.specs)
         else:
             entries = [report_entry(checks.evaluate(spec, ctx)) for spec in self.specs]
-        return Report(
+        # The child's leftovers were being swept while we compared; be sure they are gone.
+        self._runner.finish()
+        report = Report(
             submission=sub.name,
             tests=entries,
             duration_s=time.perf_counter() - started,
@@ -278,6 +288,11 @@ class Grader:
             hidden_graded=self.hidden_graded,
             student_output=runs.get("public", RunOutput()).stdout,
         )
+        if self.options.plots_dir:
+            from autograder import plots
+
+            plots.write_for_report(self, sub, report, self.options.plots_dir)
+        return report
 
     def close(self) -> None:
         """Stop the zygote."""

@@ -3,7 +3,10 @@
 Derived files, all committed so they can be read, all drift-checked:
 
 * ``handout/mytorch/nn/activation.py``: the stubs (reference minus solutions);
-* ``autograder/data/public_cases.json``: public inputs and expected outputs.
+* ``autograder/data/public_cases.json``: public inputs and expected outputs,
+  and the outputs of the catalogued mistakes (``mistakes.py``) on them;
+* ``autograder/data/plot_reference.json``: reference curves for plots;
+* ``handout/activations.ipynb``: the notebook handout (``notebook_build.py``).
 
 ``autograder handout`` writes them; ``autograder handout --check`` reports
 the ones that differ from what would be written now (CI runs it).
@@ -22,6 +25,7 @@ from autograder import reference, stubs
 ROOT = reference.PROJECT_ROOT
 HANDOUT = ROOT / "handout"
 STUB_PATH = HANDOUT / "mytorch" / "nn" / "activation.py"
+NOTEBOOK_PATH = HANDOUT / "activations.ipynb"
 
 
 def stub_text() -> str:
@@ -33,14 +37,22 @@ def public_data_text() -> str:
     """The public case data file: inputs, expected outputs, catalogued mistakes."""
     module = reference.load_module(reference.REFERENCE_PATH)
     cases = reference.attach_expected(module, cases_mod.build_cases(("public",)))
+    # The catalogue's outputs travel as data: mistakes.py itself stays with the instructor.
+    from autograder import mistakes
+
+    mistakes.attach(cases, reference.REFERENCE_PATH.read_text(encoding="utf-8"))
     return cases_mod.dumps_case_data(cases)
 
 
 def generated_files() -> dict[Path, Callable[[], str]]:
     """Every generated file and the function that produces its text."""
+    from autograder import notebook_build, plots
+
     return {
         STUB_PATH: stub_text,
         cases_mod.PUBLIC_DATA: public_data_text,
+        plots.PLOT_DATA: plots.reference_data_text,
+        NOTEBOOK_PATH: notebook_build.notebook_text,
     }
 
 

@@ -1,4 +1,4 @@
-"""Renderers: the same report as a table, JSON, Gradescope or Autolab output.
+"""Renderers: the same report as a table, JSON, Gradescope, Autolab or JUnit XML output.
 
 Nothing a student's code printed is ever written raw: it travels inside
 JSON strings or indented under a heading, and the Autolab score line is
@@ -8,7 +8,9 @@ always the very last line, written by us.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
+from xml.etree import ElementTree as ET
 
 from autograder import assignment
 from autograder.checks import NOT_IMPLEMENTED_TEXT as NOT_IMPLEMENTED
@@ -92,6 +94,7 @@ def table(report: Report) -> str:
         lines.extend("  | " + line for line in report.student_output.splitlines()[:20])
     lines.append("")
     lines.append(f"Graded in {report.duration_s:.2f} s (sandbox: {report.sandbox or 'none'}).")
+    lines.extend(f"Note: {note}" for note in report.notes)
     return "\n".join(lines) + "\n"
 
 
@@ -144,9 +147,74 @@ def autolab(report: Report) -> str:
     return table(report) + json.dumps(autolab_scores(report)) + "\n"
 
 
+# Characters XML 1.0 cannot hold at all (control characters a submission may print).
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _xml_text(text: str) -> str:
+    return _NOT_XML.sub("\ufffd", text)
+
+
+def junit(report: Report) -> str:
+    """JUnit XML for CI systems: one testcase per test, failures carrying the feedback."""
+    failures = sum(t.status == "failed" for t in report.tests)
+    errors = sum(t.status not in (PASSED, "failed") for t in report.tests)
+    counts = {
+        "tests": str(len(report.tests) + bool(report.problem)),
+        "failures": str(failures),
+        "errors": str(errors + bool(report.problem)),
+        "skipped": "0",
+        "time": f"{report.duration_s:.3f}",
+    }
+    suites = ET.Element("testsuites", {"name": "autograder", **counts})
+    suite = ET.SubElement(
+        suites, "testsuite", {"name": _xml_text(f"autograder: {report.submission}"), **counts}
+    )
+    properties = ET.SubElement(suite, "properties")
+    for key, value in (
+        ("score", f"{report.score:g}"),
+        ("max_score", f"{report.max_score:g}"),
+        ("hidden_graded", str(report.hidden_graded).lower()),
+        ("sandbox", report.sandbox),
+    ):
+        ET.SubElement(properties, "property", {"name": key, "value": _xml_text(value)})
+    if report.problem:
+        case = ET.SubElement(suite, "testcase", {"classname": "submission", "name": "load"})
+        error = ET.SubElement(
+            case, "error", {"message": _xml_text(report.problem), "type": "unusable"}
+        )
+        error.text = _xml_text(report.problem)
+    for t in report.tests:
+        case = ET.SubElement(
+            suite,
+            "testcase",
+            {
+                "classname": _xml_text(f"activations.{t.activation}"),
+                "name": _xml_text(t.name),
+                "time": "0",
+            },
+        )
+        points = f"{t.score:g} / {t.max_score:g} points"
+        if t.status != PASSED:
+            tag = "failure" if t.status == "failed" else "error"
+            first = (t.output.splitlines() or [t.status])[0]
+            node = ET.SubElement(
+                case, tag, {"message": _xml_text(f"{points}: {first}"), "type": t.status}
+            )
+            node.text = _xml_text(t.output)
+        ET.SubElement(case, "system-out").text = points
+    if report.student_output:
+        ET.SubElement(suite, "system-out").text = _xml_text(report.student_output)
+    ET.indent(suites)
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"
+    )
+
+
 RENDERERS: dict[str, Callable[[Report], str]] = {
     "table": table,
     "json": as_json,
     "gradescope": gradescope,
     "autolab": autolab,
+    "junit": junit,
 }

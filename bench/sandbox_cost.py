@@ -58,6 +58,21 @@ def fresh_interpreter(runs: int) -> float:
     return median_ms(samples)
 
 
+def in_process(case, runs: int) -> float:
+    """The same work without any isolation: compile and run the module, one case."""
+    samples = []
+    source = TRIVIAL.files["activation.py"]
+    for _ in range(runs):
+        t = time.perf_counter()
+        namespace: dict = {}
+        exec(compile(source, "activation.py", "exec"), namespace)
+        obj = namespace["Identity"]()
+        obj.forward(case.Z.copy())
+        obj.backward(case.dLdA.copy())
+        samples.append(time.perf_counter() - t)
+    return median_ms(samples)
+
+
 def level_cost(plan: sandbox.LaunchPlan, case, runs: int) -> tuple[float, float]:
     t = time.perf_counter()
     zygote = Zygote(plan)
@@ -83,6 +98,8 @@ def main() -> None:
     case = next(c for c in cases_mod.load_case_data() if c.activation == "Identity")
     print(f"floor: fork+wait of a numpy-loaded process   {bare_fork(args.runs):7.2f} ms")
     print(f"floor: fresh interpreter importing numpy      {fresh_interpreter(args.runs):7.2f} ms")
+    own = in_process(case, args.runs)
+    print(f"the submission's own work, in-process          {own:7.2f} ms")
     process_run = None
     for level in ("process", "uid", "bwrap"):
         try:
@@ -98,7 +115,8 @@ def main() -> None:
             else f"  (+{run - process_run:.2f} ms over process)"
         )
         print(
-            f"{level:8s} zygote start {start:7.1f} ms   one sandboxed run {run:6.2f} ms (median of {args.runs}){extra}"
+            f"{level:8s} zygote start {start:7.1f} ms   one sandboxed run {run:6.2f} ms "
+            f"(median of {args.runs}), isolation cost {run - own:6.2f} ms{extra}"
         )
 
 
