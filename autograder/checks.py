@@ -100,7 +100,13 @@ class GradingContext:
 
     def cases_of(self, activation: str, visibility: str) -> list[Case]:
         """The cases of one activation and visibility, in table order."""
-        return [c for c in self.cases if c.activation == activation and c.visibility == visibility]
+        index = self.__dict__.get("_index")
+        if index is None:
+            index = {}
+            for c in self.cases:
+                index.setdefault((c.activation, c.visibility), []).append(c)
+            self.__dict__["_index"] = index
+        return index.get((activation, visibility), [])
 
 
 def test_specs(cases: list[Case]) -> list[TestSpec]:

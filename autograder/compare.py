@@ -46,6 +46,20 @@ def close(expected: np.ndarray, got: np.ndarray, rtol: float, atol: float) -> np
     return ok | ((got == expected) & np.isinf(expected))
 
 
+def all_close(expected: np.ndarray, got: np.ndarray, rtol: float, atol: float) -> bool:
+    """Whether every element is close (same shapes): :func:`close` with a fast path.
+
+    Most comparisons pass; checking the finite case first (the difference is
+    NaN-free and within tolerance, the expected values finite) avoids half of
+    the work, and anything unusual goes to the exact rule.
+    """
+    with np.errstate(all="ignore"):
+        diff = np.abs(got - expected)
+        if (diff <= atol + rtol * np.abs(expected)).all() and np.isfinite(expected).all():
+            return True
+    return bool(close(expected, got, rtol, atol).all())
+
+
 def _shape_hint(expected: np.ndarray, got: np.ndarray, rtol: float, atol: float) -> str:
     if got.size != expected.size or got.size <= 1:
         return ""
@@ -78,6 +92,8 @@ def compare(
             mismatched=expected.size,
             shape_problem=problem,
         )
+    if all_close(expected, got, rtol, atol):
+        return Comparison(passed=True, total=int(expected.size))
     ok = close(expected, got, rtol, atol)
     total = int(ok.size)
     bad = int(total - np.count_nonzero(ok))

@@ -243,16 +243,16 @@ class Grader:
         runner = SubmissionRunner(self.zygote, limits)
         self._runner = runner
         deadline = time.monotonic() + limits.budget
-        # One child runs the public cases, then the hidden ones (see runner.Phase).
+        public = [c for c in self.cases if c.visibility == "public"]
+        hidden = [c for c in self.cases if c.visibility == "hidden"]
+        # One child runs the public cases, then (feedback only) the self-check's
+        # probes of failing backwards, then the hidden cases with its output cut off.
         phases = [
-            Phase(visibility, [c for c in self.cases if c.visibility == visibility], show)
-            for visibility, show in (("public", True), ("hidden", False))
+            Phase("public", public, True, followup=lambda run: feedback.probe_phase(public, run)),
+            Phase("hidden", hidden, False),
         ]
         runs = runner.run_phases(sub.files, [p for p in phases if p.cases], deadline)
-        if "public" in runs:
-            # Feedback only, after grading: the self-check's probes of failing backwards.
-            public = [c for c in self.cases if c.visibility == "public"]
-            feedback.attach_probes(runner, sub.files, public, runs["public"], deadline)
+        feedback.merge_probes(runs)
         return runs
 
     def grade(self, path: str | os.PathLike[str], use_pytest: bool = True) -> Report:

@@ -13,7 +13,7 @@ The checks decide pass or fail; this module only explains, with three tools:
   what the worker observed: :data:`STRUCTURAL`.
 * **Self-consistency.** For a backward failure, central finite differences of
   the student's *own* forward (evaluated by the worker on perturbed inputs,
-  :func:`attach_probes`) tell whether the forward is wrong, the backward does
+  :func:`probe_phase`) tell whether the forward is wrong, the backward does
   not match the forward, or both.
 * What the worker saw otherwise (numpy warnings, ``self.A`` differing from
   the returned value).
@@ -26,7 +26,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -34,9 +33,7 @@ from autograder import compare
 from autograder import outputs as out
 from autograder.cases import Case, Expected
 from autograder.outputs import CaseOutput, RunOutput
-
-if TYPE_CHECKING:
-    from autograder.runner import SubmissionFiles, SubmissionRunner
+from autograder.runner import Phase
 
 # Named mistakes shown for one case at most (two mistakes rarely agree on a case).
 SHOWN_MISTAKES = 2
@@ -227,9 +224,6 @@ def named_mistakes(case: Case, phase: str, output: CaseOutput) -> list[tuple[str
 # Failing cases probed per activation: those the checks describe in full
 # (checks.SHOWN_FAILURES; the others are only listed by id).
 PROBED_PER_ACTIVATION = 3
-# Seconds the probes may take, within what is left of the submission's budget:
-# feedback must not cost a slow submission much more than its grading did.
-PROBE_BUDGET = 5.0
 # Step of the central differences, relative to max(1, |Z|), by the precision of the
 # student's outputs: small enough that the truncation error (h^2 f'''/6) is
 # negligible, large enough that rounding in the student's forward does not swamp it.
@@ -286,7 +280,7 @@ def _backward_fails(case: Case, output: CaseOutput) -> bool:
     if got is None or got.shape != expected.shape:
         return False
     spec = case.spec
-    return not bool(compare.close(expected, got, spec.rtol, spec.atol).all())
+    return not compare.all_close(expected, got, spec.rtol, spec.atol)
 
 
 def probe_requests(cases: list[Case], run: RunOutput) -> dict[str, list[np.ndarray]]:
@@ -310,37 +304,32 @@ def probe_requests(cases: list[Case], run: RunOutput) -> dict[str, list[np.ndarr
     return requests
 
 
-def attach_probes(
-    runner: SubmissionRunner,
-    files: SubmissionFiles,
-    cases: list[Case],
-    run: RunOutput,
-    deadline: float,
-) -> int:
-    """Run the self-check's probes for the public cases whose backward failed.
+PROBE_PHASE = "probes"
 
-    A second, feedback-only pass in a fresh worker child, after grading: the
-    probes can never slow down, time out or otherwise change a graded case, and
-    submissions whose backward passes pay nothing. It gets at most
-    ``PROBE_BUDGET`` seconds of what is left of the submission's budget. The
-    probe outputs are stored in ``run.cases[id].probes``. Returns the number of
-    cases probed.
+
+def probe_phase(cases: list[Case], run: RunOutput) -> Phase | None:
+    """The feedback-only phase probing the public cases whose backward failed.
+
+    It runs in the same child right after the public cases (before any hidden
+    input exists there), is not graded (a crash or hang in it costs nothing),
+    and submissions whose backward passes skip it.
     """
-    import time
-
     requests = probe_requests(cases, run)
-    deadline = min(deadline, time.monotonic() + PROBE_BUDGET)
-    if not requests or time.monotonic() >= deadline:
-        return 0
+    if not requests:
+        return None
     subset = [c for c in cases if c.id in requests]
-    # The grading child (and all it started) must be gone before the probing one starts.
-    runner.finish()
-    extra = runner.run(files, subset, show=False, probes=requests, deadline=deadline)
-    for case in subset:
-        probed = extra.cases.get(case.id)
-        if probed is not None and case.id in run.cases:
-            run.cases[case.id].probes = probed.probes
-    return len(subset)
+    return Phase(PROBE_PHASE, subset, show=True, probes=requests, graded=False)
+
+
+def merge_probes(runs: dict[str, RunOutput]) -> None:
+    """Move the probe outputs onto the public cases they belong to."""
+    probed = runs.pop(PROBE_PHASE, None)
+    public = runs.get("public")
+    if probed is None or public is None:
+        return
+    for case_id, output in probed.cases.items():
+        if case_id in public.cases:
+            public.cases[case_id].probes = output.probes
 
 
 @dataclass
@@ -487,8 +476,8 @@ def _forward_wrong(case: Case, output: CaseOutput) -> bool:
         return True
     spec = case.spec
     expected = case.expected.A
-    return value.shape != expected.shape or not bool(
-        compare.close(expected, value, spec.rtol, spec.atol).all()
+    return value.shape != expected.shape or not compare.all_close(
+        expected, value, spec.rtol, spec.atol
     )
 
 

@@ -280,13 +280,20 @@ class Phase:
     cases: list[Case]
     show: bool
     probes: dict[str, list[np.ndarray]] = field(default_factory=dict)
+    # False for feedback-only phases: a crash or hang there costs no points, the
+    # phase is simply dropped.
+    graded: bool = True
+    # Called with this phase's results when it is done; a phase it returns runs
+    # next, in the same child (the self-check's probes of failing backwards).
+    followup: Callable[[RunOutput], Phase | None] | None = None
 
 
 # Numbers the children, so a late message about an earlier one is never mistaken.
 _SEQ = itertools.count(1)
 
-# Where a child stopped: (phase name, case, status, message).
-Stop = tuple[str, Case, str, str]
+# Where a child stopped: (phase name, case, status, message); case None means
+# somewhere in a batch of cases (rerun them one message at a time).
+Stop = tuple[str, Case | None, str, str]
 
 
 class SubmissionRunner:
@@ -300,6 +307,7 @@ class SubmissionRunner:
         self.get_zygote = get_zygote
         self.zygote: Zygote | None = None
         self.limits = limits
+        self.ungraded: set[str] = set()
         # The child whose end (and sweep of leftovers) was not confirmed yet.
         self.unconfirmed: int | None = None
 
@@ -324,9 +332,11 @@ class SubmissionRunner:
             raise ValueError("phases that show output must come before those that do not")
         results = {p.name: RunOutput() for p in phases}
         remaining = {p.name: list(p.cases) for p in phases}
+        self.ungraded = {p.name for p in phases if not p.graded}
         deadline = deadline if deadline is not None else time.monotonic() + self.limits.budget
         timeouts: dict[str, int] = {}
         zygote_failures = 0
+        careful = False  # one message per case, after something went wrong
         while any(remaining.values()):
             if time.monotonic() >= deadline:
                 for name, cases in remaining.items():
@@ -339,7 +349,7 @@ class SubmissionRunner:
             for result in results.values():
                 result.sandbox = self.zygote.plan.level
             try:
-                stop = self._child(files, phases, remaining, results, deadline)
+                stop = self._child(files, phases, remaining, results, deadline, careful)
             except WorkerError as exc:
                 # The zygote itself failed (killed by the submission, or confused): replace it,
                 # charge the case that was running, and give up after a second time.
@@ -358,8 +368,16 @@ class SubmissionRunner:
                 stop = (first, remaining[first][0], out.CRASHED, message)
             if stop is None:
                 continue
-            # The child stopped on this case; record it and skip what cannot succeed.
             name, case, status, message = stop
+            if name in self.ungraded:
+                # Feedback only: give up on it, nothing is charged.
+                remaining[name].clear()
+                continue
+            if case is None:
+                # It stopped somewhere inside a batch of results: find out where.
+                careful = True
+                continue
+            # The child stopped on this case; record it and skip what cannot succeed.
             results[name].cases[case.id] = CaseOutput.failed(case.id, status, message)
             remaining[name].remove(case)
             results[name].events.append(f"{case.id}: {message}")
@@ -375,7 +393,9 @@ class SubmissionRunner:
                             cases.remove(other)
         return results
 
-    def _job_frame(self, files: SubmissionFiles | None, cases: list[Case], phase: Phase) -> bytes:
+    def _job_frame(
+        self, files: SubmissionFiles | None, cases: list[Case], phase: Phase, careful: bool
+    ) -> bytes:
         names: list[str] = []
         arrays: dict[str, np.ndarray] = {}
         if files is not None:
@@ -403,10 +423,11 @@ class SubmissionRunner:
             "module": files.module if files else "",
             "cases": meta_cases,
             "show_errors": phase.show,
+            "batch": not careful,
         }
         return encode_frame(meta, arrays)
 
-    def _child(self, files, phases, remaining, results, deadline) -> Stop | None:
+    def _child(self, files, phases, remaining, results, deadline, careful) -> Stop | None:
         """One child: run the remaining cases phase by phase; None when all are done."""
         z = self.zygote
         assert z is not None
@@ -429,7 +450,7 @@ class SubmissionRunner:
         finally:
             res_child.close()
             os.close(out_w)
-        talk = _Conversation(self, res_parent, out_r, files, phases, remaining, results)
+        talk = _Conversation(self, res_parent, out_r, files, phases, remaining, results, careful)
         try:
             return talk.run(deadline)
         finally:
@@ -460,8 +481,9 @@ class SubmissionRunner:
 class _Conversation:
     """The grader's side of one child's life: send jobs, read results, watch the clock."""
 
-    def __init__(self, runner, sock, out_r, files, phases, remaining, results) -> None:
+    def __init__(self, runner, sock, out_r, files, phases, remaining, results, careful) -> None:
         self.runner = runner
+        self.careful = careful
         self.limits: Limits = runner.limits
         self.sock = sock
         self.out_r: int | None = out_r
@@ -500,7 +522,7 @@ class _Conversation:
             # prints from now on goes nowhere (or kills it, if it kept our pipe).
             self._close_output()
         self.job = self.runner._job_frame(
-            self.files if first else None, self.remaining[phase.name], phase
+            self.files if first else None, self.remaining[phase.name], phase, self.careful
         )
         self.sent = 0
         self.position = 0
@@ -590,6 +612,15 @@ class _Conversation:
                 raise ProtocolError("done before every case was run")
             self._drain_output()
             cases.clear()
+            extra = phase.followup(self.results[phase.name]) if phase.followup else None
+            if extra is not None and extra.cases:
+                if phase.show < extra.show:
+                    raise ValueError("a follow-up may not show output after a silent phase")
+                self.active.insert(self.index + 1, extra)
+                self.remaining[extra.name] = list(extra.cases)
+                self.results[extra.name] = RunOutput(sandbox=self.results[phase.name].sandbox)
+                if not extra.graded:
+                    self.runner.ungraded.add(extra.name)
             self.index += 1
             if self.index == len(self.active):
                 # Let the zygote reap and sweep now, while the grader compares.
@@ -614,6 +645,9 @@ class _Conversation:
             return None
         if not cases:
             return None
+        if not self.careful:
+            # Results come a batch at a time: the case at fault is not known yet.
+            return (phase.name, None, status, message)
         return (phase.name, cases[0], status, message)
 
     def _timeout(self, budget: bool) -> Stop | None:

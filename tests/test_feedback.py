@@ -211,3 +211,31 @@ def test_every_activation_has_formulas():
     # The notebook and the plots read them from the table.
     for spec in assignment.ACTIVATIONS:
         assert spec.formula and spec.derivative, spec.name
+
+
+def test_a_hang_while_probing_costs_nothing(grader, tmp_path):
+    # ReLU's backward is wrong (so its cases are probed) and its forward hangs from
+    # the first call after the 5 public cases on: only the feedback probes reach it.
+    source = mistakes.BY_NAME["relu-dAdZ-1-at-0"].source(REFERENCE_SOURCE)
+    source = source.replace("class ReLU:", "_CALLS = [0]\n\n\nclass ReLU:", 1)
+    source = replace_method(
+        source,
+        "ReLU",
+        "forward",
+        """
+        _CALLS[0] += 1
+        if _CALLS[0] > 5 and Z.shape == (5,):
+            while True:
+                pass
+        self.Z = Z
+        self.A = np.maximum(Z, 0)
+        return self.A
+        """,
+    )
+    report = grader.grade(write_layout(tmp_path, source, "file"), use_pytest=False)
+    tests = {t.name: t for t in report.tests}
+    assert tests["ReLU forward (public)"].status == PASSED
+    assert tests["ReLU forward (hidden)"].status == PASSED
+    assert tests["ReLU backward (public)"].status == "failed"  # its own bug, not a timeout
+    assert "timeout" not in {t.status for t in report.tests}
+    assert sum(t.status != PASSED for t in report.tests) == 2
