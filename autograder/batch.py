@@ -37,11 +37,12 @@ from pathlib import Path
 from autograder import assignment, submission
 from autograder import summary as summary_mod
 from autograder.bundles import write_bytes_atomic
-from autograder.checks import ERROR, TestSpec
+from autograder.checks import TestSpec
 from autograder.engine import GradeOptions, Grader
 from autograder.handout import write_atomic
-from autograder.report import Report, TestEntry
+from autograder.report import Report, zero_entry
 from autograder.summary import ClassSummary, Outcome
+from autograder.worker import descendants
 
 GRADEBOOK = "gradebook.csv"
 SUMMARY_TEXT = "summary.txt"
@@ -171,19 +172,7 @@ def report_json(report: Report, digest: str | None) -> str:
 
 def unusable_report(name: str, problem: str, specs: list[TestSpec], sandbox: str = "") -> Report:
     """A report scoring 0 on every test, with the reason the submission could not be graded."""
-    tests = [
-        TestEntry(
-            name=spec.name,
-            activation=spec.activation,
-            phase=spec.phase,
-            visibility=spec.visibility,
-            score=0.0,
-            max_score=spec.points,
-            status=ERROR,
-            output=f"not graded: {problem}",
-        )
-        for spec in specs
-    ]
+    tests = [zero_entry(spec, f"not graded: {problem}") for spec in specs]
     hidden = any(spec.visibility == "hidden" for spec in specs)
     return Report(
         submission=name, tests=tests, sandbox=sandbox, hidden_graded=hidden, problem=problem
@@ -296,28 +285,6 @@ class _Worker:
         self.conn.close()
 
 
-def _descendants(root: int) -> list[int]:
-    """Every process below ``root`` (Linux /proc; empty elsewhere)."""
-    children: dict[int, list[int]] = {}
-    try:
-        entries = [e for e in os.listdir("/proc") if e.isdigit()]
-    except OSError:
-        return []
-    for entry in entries:
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as fh:
-                stat = fh.read()
-        except OSError:
-            continue
-        children.setdefault(int(stat[stat.rfind(b")") + 2 :].split()[1]), []).append(int(entry))
-    found, stack = [], [root]
-    while stack:
-        for pid in children.get(stack.pop(), []):
-            found.append(pid)
-            stack.append(pid)
-    return found
-
-
 def kill_tree(pid: int) -> None:
     """Kill a worker and everything below it: its zygote and a student process in flight.
 
@@ -325,7 +292,7 @@ def kill_tree(pid: int) -> None:
     signal, so it would outlive a killed worker; the tree is collected first,
     while it is whole.
     """
-    for target in [pid, *_descendants(pid)]:
+    for target in [pid, *descendants(pid)]:
         with contextlib.suppress(OSError):
             os.kill(target, signal.SIGKILL)
 

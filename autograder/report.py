@@ -102,6 +102,20 @@ class Report:
         )
 
 
+def zero_entry(spec: TestSpec, output: str) -> TestEntry:
+    """A test that earned nothing because it could not be judged (status ``error``)."""
+    return TestEntry(
+        name=spec.name,
+        activation=spec.activation,
+        phase=spec.phase,
+        visibility=spec.visibility,
+        score=0.0,
+        max_score=spec.points,
+        status=ERROR,
+        output=output,
+    )
+
+
 def entry(result: TestResult) -> TestEntry:
     """A report entry from an evaluated test."""
     meta = result.metadata()
@@ -130,17 +144,6 @@ def entries_from_pytest(json_report: dict[str, Any], specs: list[TestSpec]) -> l
         if test:
             for stage in ("setup", "call", "teardown"):
                 crash = crash or ((test.get(stage) or {}).get("crash") or {}).get("message", "")
-        entries.append(
-            TestEntry(
-                name=spec.name,
-                activation=spec.activation,
-                phase=spec.phase,
-                visibility=spec.visibility,
-                score=0.0,
-                max_score=spec.points,
-                status=ERROR,
-                output="internal grader error in this test"
-                + (f": {crash.splitlines()[0]}" if crash else " (it did not run)"),
-            )
-        )
+        detail = f": {crash.splitlines()[0]}" if crash else " (it did not run)"
+        entries.append(zero_entry(spec, "internal grader error in this test" + detail))
     return entries

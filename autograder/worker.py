@@ -557,12 +557,18 @@ def _open_fds() -> list[int]:
 # ------------------------------------------------------------------ the zygote
 
 
-def _descendants(root_pid: int) -> list[int]:
-    """Every process below ``root_pid`` (Linux /proc), deepest first."""
+def descendants(root_pid: int) -> list[int]:
+    """Every process below ``root_pid`` (Linux /proc; empty elsewhere), deepest first.
+
+    Found through parent links, so a process that changed its session, group
+    or user is still found.
+    """
     children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
+    try:
+        entries = [e for e in os.listdir("/proc") if e.isdigit()]
+    except OSError:
+        return []
+    for entry in entries:
         try:
             with open(f"/proc/{entry}/stat", "rb") as fh:
                 stat = fh.read()
@@ -656,7 +662,7 @@ class Zygote:
             except ProcessLookupError:
                 return False
         if self.has_proc and self.subreaper:
-            pids = _descendants(os.getpid())
+            pids = descendants(os.getpid())
             for pid in pids:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(pid, signal.SIGKILL)

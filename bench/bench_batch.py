@@ -18,7 +18,6 @@ Instructor side; not part of ``make test``.
 from __future__ import annotations
 
 import argparse
-import ast
 import io
 import json
 import os
@@ -29,7 +28,6 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-import textwrap
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -37,33 +35,18 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))  # the fixture helpers: replace_method
+
+from helpers import replace_method  # noqa: E402
 
 from autograder import batch, reference  # noqa: E402
 from autograder.cases import PUBLIC_DATA  # noqa: E402
+from autograder.worker import descendants  # noqa: E402
 
 TARGET_RATE = 50.0  # submissions per second
 TARGET_MEMORY_MB = 500.0
 
 # ------------------------------------------------------------------ submissions
-
-
-def replace_method(source: str, cls: str, method: str, body: str) -> str:
-    """``source`` with the body of ``cls.method`` replaced by ``body`` (docstring kept)."""
-    tree = ast.parse(source)
-    lines = source.splitlines()
-    for node in tree.body:
-        if isinstance(node, ast.ClassDef) and node.name == cls:
-            for item in node.body:
-                if isinstance(item, ast.FunctionDef) and item.name == method:
-                    first = item.body[0]
-                    docstring = isinstance(first, ast.Expr) and isinstance(
-                        first.value, ast.Constant
-                    )
-                    start = (item.body[1] if docstring and len(item.body) > 1 else first).lineno - 1
-                    indent = " " * (item.col_offset + 4)
-                    new = textwrap.indent(textwrap.dedent(body).strip("\n"), indent).splitlines()
-                    return "\n".join(lines[:start] + new + lines[item.end_lineno :]) + "\n"
-    raise KeyError(f"{cls}.{method}")
 
 
 REFERENCE = reference.REFERENCE_PATH.read_text(encoding="utf-8")
@@ -157,22 +140,7 @@ def generate(directory: Path, n: int) -> dict[str, int]:
 
 
 def _tree(root: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat", "rb") as fh:
-                    stat = fh.read()
-            except OSError:
-                continue
-            ppid = int(stat[stat.rfind(b")") + 2 :].split()[1])
-            children.setdefault(ppid, []).append(int(entry))
-    found, stack = [root], [root]
-    while stack:
-        for pid in children.get(stack.pop(), []):
-            found.append(pid)
-            stack.append(pid)
-    return found
+    return [root, *descendants(root)]
 
 
 def _memory_kb(pid: int) -> tuple[int, int]:

@@ -20,6 +20,36 @@ from autograder import reference
 
 REFERENCE_SOURCE = reference.REFERENCE_PATH.read_text(encoding="utf-8")
 
+# (class name, constructor arguments): every activation, with its defaults and
+# the non-default arguments the assignment uses.
+CONFIGS = [
+    ("Identity", {}),
+    ("Sigmoid", {}),
+    ("Tanh", {}),
+    ("ReLU", {}),
+    ("LeakyReLU", {}),
+    ("LeakyReLU", {"alpha": 0.2}),
+    ("ELU", {}),
+    ("ELU", {"alpha": 2.0}),
+    ("ELU", {"alpha": 0.5}),
+    ("CELU", {}),
+    ("CELU", {"alpha": 2.0}),
+    ("CELU", {"alpha": 0.5}),
+    ("GELU", {}),
+    ("Swish", {}),
+    ("Swish", {"beta": 0.5}),
+    ("Swish", {"beta": 2.0}),
+    ("Softplus", {}),
+    ("Softplus", {"beta": 2.0}),
+    ("Softplus", {"threshold": 10.0}),
+    ("Softplus", {"beta": 2.0, "threshold": 10.0}),
+    ("Mish", {}),
+    ("Hardswish", {}),
+    ("ReLU6", {}),
+    ("Softmax", {}),
+]
+SCALAR_CONFIGS = [c for c in CONFIGS if c[0] != "Softmax"]
+
 
 def replace_method(source: str, cls: str, method: str, body: str) -> str:
     """Replace the body of ``cls.method`` in ``source`` with ``body`` (unindented text)."""

@@ -21,6 +21,7 @@ import warnings
 
 import numpy as np
 import pytest
+from helpers import CONFIGS, SCALAR_CONFIGS
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -44,33 +45,6 @@ SETTINGS = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 
-CONFIGS = [
-    ("Identity", {}),
-    ("Sigmoid", {}),
-    ("Tanh", {}),
-    ("ReLU", {}),
-    ("LeakyReLU", {}),
-    ("LeakyReLU", {"alpha": 0.2}),
-    ("ELU", {}),
-    ("ELU", {"alpha": 2.0}),
-    ("ELU", {"alpha": 0.5}),
-    ("CELU", {}),
-    ("CELU", {"alpha": 2.0}),
-    ("CELU", {"alpha": 0.5}),
-    ("GELU", {}),
-    ("Swish", {}),
-    ("Swish", {"beta": 0.5}),
-    ("Swish", {"beta": 2.0}),
-    ("Softplus", {}),
-    ("Softplus", {"beta": 2.0}),
-    ("Softplus", {"threshold": 10.0}),
-    ("Softplus", {"beta": 2.0, "threshold": 10.0}),
-    ("Mish", {}),
-    ("Hardswish", {}),
-    ("ReLU6", {}),
-    ("Softmax", {}),
-]
-SCALAR_CONFIGS = [c for c in CONFIGS if c[0] != "Softmax"]
 CLASS_NAMES = sorted({name for name, _ in CONFIGS})
 
 

@@ -14,6 +14,7 @@ import warnings
 
 import numpy as np
 import pytest
+from helpers import CONFIGS, SCALAR_CONFIGS
 
 from autograder import reference
 
@@ -24,36 +25,6 @@ RTOL = 1e-10
 ATOL = 1e-12
 
 ref = reference.load_module(reference.REFERENCE_PATH)
-
-# (class name, constructor arguments): every activation, with its defaults and
-# the non-default arguments the assignment uses.
-CONFIGS = [
-    ("Identity", {}),
-    ("Sigmoid", {}),
-    ("Tanh", {}),
-    ("ReLU", {}),
-    ("LeakyReLU", {}),
-    ("LeakyReLU", {"alpha": 0.2}),
-    ("ELU", {}),
-    ("ELU", {"alpha": 2.0}),
-    ("ELU", {"alpha": 0.5}),
-    ("CELU", {}),
-    ("CELU", {"alpha": 2.0}),
-    ("CELU", {"alpha": 0.5}),
-    ("GELU", {}),
-    ("Swish", {}),
-    ("Swish", {"beta": 0.5}),
-    ("Swish", {"beta": 2.0}),
-    ("Softplus", {}),
-    ("Softplus", {"beta": 2.0}),
-    ("Softplus", {"threshold": 10.0}),
-    ("Softplus", {"beta": 2.0, "threshold": 10.0}),
-    ("Mish", {}),
-    ("Hardswish", {}),
-    ("ReLU6", {}),
-    ("Softmax", {}),
-]
-SCALAR_CONFIGS = [c for c in CONFIGS if c[0] != "Softmax"]
 
 
 def config_id(config):
