@@ -18,7 +18,6 @@ Instructor side; not part of ``make test``.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import resource
@@ -26,7 +25,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tarfile
 import tempfile
 import threading
 import time
@@ -37,7 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))  # the fixture helpers: replace_method
 
-from helpers import replace_method  # noqa: E402
+from helpers import handin_tar, replace_method  # noqa: E402
 
 from autograder import batch, reference  # noqa: E402
 from autograder.cases import PUBLIC_DATA  # noqa: E402
@@ -113,16 +111,7 @@ def write_submission(directory: Path, i: int) -> tuple[Path, str]:
         (path / "mytorch" / "nn" / "activation.py").write_text(source)
     else:
         path = directory / f"{name}.tar"
-        with tarfile.open(path, "w") as tar:
-            for member, text in (
-                ("mytorch/__init__.py", ""),
-                ("mytorch/nn/__init__.py", ""),
-                ("mytorch/nn/activation.py", source),
-            ):
-                data = text.encode()
-                info = tarfile.TarInfo(member)
-                info.size = len(data)
-                tar.addfile(info, io.BytesIO(data))
+        path.write_bytes(handin_tar(source))
     return path, kind
 
 

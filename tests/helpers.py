@@ -78,6 +78,35 @@ def append(source: str, code: str) -> str:
     return source.rstrip("\n") + "\n\n\n" + textwrap.dedent(code).strip("\n") + "\n"
 
 
+def handin_tar(source: str, compress: bool = False) -> bytes:
+    """A CMU-style handin.tar (``mytorch/``) holding ``source`` as the activation module."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz" if compress else "w") as tar:
+        for member, text in (
+            ("mytorch/__init__.py", ""),
+            ("mytorch/nn/__init__.py", ""),
+            ("mytorch/nn/activation.py", source),
+        ):
+            data = text.encode()
+            info = tarfile.TarInfo(member)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def kinks(name: str, kwargs: dict) -> list[float]:
+    """Where each activation's derivative jumps (written independently of the table)."""
+    if name in ("ReLU", "LeakyReLU", "ELU", "CELU"):
+        return [0.0]
+    if name == "ReLU6":
+        return [0.0, 6.0]
+    if name == "Hardswish":
+        return [-3.0, 3.0]
+    if name == "Softplus":
+        return [kwargs.get("threshold", 20.0) / kwargs.get("beta", 1.0)]
+    return []
+
+
 def write_layout(tmp: Path, source: str, layout: str, name: str = "sub") -> Path:
     """Write ``source`` as a submission of the given layout; return the path to grade.
 
@@ -104,18 +133,8 @@ def write_layout(tmp: Path, source: str, layout: str, name: str = "sub") -> Path
         return path
     if layout in ("tar", "tgz", "targz"):
         suffix = {"tar": ".tar", "tgz": ".tgz", "targz": ".tar.gz"}[layout]
-        mode = "w" if layout == "tar" else "w:gz"
         path = tmp / f"{name}{suffix}"
-        with tarfile.open(path, mode) as tar:
-            for member, text in (
-                ("mytorch/nn/activation.py", source),
-                ("mytorch/__init__.py", ""),
-                ("mytorch/nn/__init__.py", ""),
-            ):
-                data = text.encode()
-                info = tarfile.TarInfo(member)
-                info.size = len(data)
-                tar.addfile(info, io.BytesIO(data))
+        path.write_bytes(handin_tar(source, compress=layout != "tar"))
         return path
     if layout in ("zip", "zip-folder"):
         path = tmp / f"{name}.zip"

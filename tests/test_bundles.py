@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import shutil
@@ -22,7 +21,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from helpers import REFERENCE_SOURCE, append, notebook, replace_method
+from helpers import REFERENCE_SOURCE, append, handin_tar, notebook, replace_method
 
 from autograder import assignment, bundles, cases, handout, reference, stubs
 from autograder.hidden_cases import HIDDEN
@@ -326,21 +325,6 @@ def survivors(newroot: Path) -> list[int]:
             except OSError:
                 pass
     return found
-
-
-def handin_tar(source: str) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        for name, text in (
-            ("mytorch/__init__.py", ""),
-            ("mytorch/nn/__init__.py", ""),
-            ("mytorch/nn/activation.py", source),
-        ):
-            data = text.encode()
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
 
 
 def assert_gradescope_valid(doc: dict) -> None:

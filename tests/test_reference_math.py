@@ -21,7 +21,7 @@ import warnings
 
 import numpy as np
 import pytest
-from helpers import CONFIGS, SCALAR_CONFIGS
+from helpers import CONFIGS, SCALAR_CONFIGS, kinks
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -84,18 +84,6 @@ def softmax_mp(row):
     E = [mp.exp(z - m) for z in row]
     S = mp.fsum(E)
     return [e / S for e in E]
-
-
-def kinks(name, kwargs):
-    if name in ("ReLU", "LeakyReLU", "ELU", "CELU"):
-        return [0.0]
-    if name == "ReLU6":
-        return [0.0, 6.0]
-    if name == "Hardswish":
-        return [-3.0, 3.0]
-    if name == "Softplus":
-        return [kwargs.get("threshold", 20.0) / kwargs.get("beta", 1.0)]
-    return []
 
 
 def near_kink(name, kwargs, Z):

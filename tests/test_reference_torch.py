@@ -14,7 +14,7 @@ import warnings
 
 import numpy as np
 import pytest
-from helpers import CONFIGS, SCALAR_CONFIGS
+from helpers import CONFIGS, SCALAR_CONFIGS, kinks
 
 from autograder import reference
 
@@ -176,18 +176,6 @@ def test_swish_dLdbeta_is_summed_over_the_whole_batch():
 # --------------------------------------------------------------------------- #
 # Exact kink points
 # --------------------------------------------------------------------------- #
-
-
-def kinks(name, kwargs):
-    if name in ("ReLU", "LeakyReLU", "ELU", "CELU"):
-        return [0.0]
-    if name == "ReLU6":
-        return [0.0, 6.0]
-    if name == "Hardswish":
-        return [-3.0, 3.0]
-    if name == "Softplus":
-        return [kwargs.get("threshold", 20.0) / kwargs.get("beta", 1.0)]
-    return []
 
 
 KINK_CONFIGS = [c for c in SCALAR_CONFIGS if kinks(*c)]
