@@ -45,6 +45,8 @@ class Report:
     problem: str = ""
     # Notes on how it was graded (e.g. a weaker sandbox level and why).
     notes: list[str] = field(default_factory=list)
+    # How student code was isolated, as data: level, seccomp, cgroup, self_check, skipped.
+    isolation: dict[str, Any] = field(default_factory=dict)
 
     @property
     def score(self) -> float:
@@ -85,6 +87,8 @@ class Report:
             doc["problem"] = self.problem
         if self.notes:
             doc["notes"] = self.notes
+        if self.isolation:
+            doc["isolation"] = self.isolation
         return doc
 
     @classmethod
@@ -99,6 +103,7 @@ class Report:
             student_output=doc.get("student_output", ""),
             problem=doc.get("problem", ""),
             notes=list(doc.get("notes", [])),
+            isolation=dict(doc.get("isolation") or {}),
         )
 
 
