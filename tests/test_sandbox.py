@@ -352,7 +352,7 @@ def _no_uid_level():
 def test_strict_refuses_without_a_level_that_protects_the_expected_values(monkeypatch):
     monkeypatch.setattr(sandbox.shutil, "which", lambda name: None)
     monkeypatch.setattr(sandbox, "_uid_plan", _no_uid_level)
-    with pytest.raises(sandbox.SandboxError, match="bubblewrap is not installed.*needs .*root"):
+    with pytest.raises(sandbox.SandboxError, match=r"bubblewrap is not installed.*needs .*root"):
         Grader(GradeOptions(sandbox="strict"))
 
 
