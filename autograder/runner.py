@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import mmap
 import os
 import select
 import selectors
 import socket
+import struct
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -170,6 +173,32 @@ class CpuMeter:
         return now + max((limit - used) / rate, 0.002)
 
 
+class ProgressCounter:
+    """The grader's view of a child's progress counter (see the worker's ``Progress``)."""
+
+    def __init__(self) -> None:
+        try:
+            fd = os.memfd_create("autograder-progress", os.MFD_CLOEXEC)
+        except (AttributeError, OSError):  # not Linux: an unlinked temporary file
+            handle = tempfile.TemporaryFile()  # noqa: SIM115 - its descriptor is kept
+            fd = os.dup(handle.fileno())
+            handle.close()
+        os.ftruncate(fd, 8)
+        self.fd = fd
+        self.view = mmap.mmap(fd, 8)
+
+    def value(self) -> int:
+        """How many phases of cases the child has finished."""
+        return struct.unpack_from("<Q", self.view, 0)[0]
+
+    def close(self) -> None:
+        """Release the shared page (the child holds its own mapping)."""
+        self.view.close()
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
 class Zygote:
     """A running zygote process and the grader's end of its control socket."""
 
@@ -265,7 +294,7 @@ class Zygote:
             self.ctl.setblocking(False)
 
     def spawn(self, seq: int, limits: Limits, fds: list[int]) -> None:
-        """Ask for a fresh child talking over ``fds`` (its result socket, its output pipe)."""
+        """Ask for a fresh child talking over ``fds``: result socket, output pipe, progress."""
         uid = self.launched.uid
         self.send(
             {"type": "spawn", "seq": seq, "uid": uid, "gid": uid, "limits": limits.rlimits()},
@@ -282,10 +311,11 @@ class Zygote:
         """
         res_parent, res_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         out_r, out_w = os.pipe()
+        progress = ProgressCounter()
         seq = next(_SEQ)
         try:
             self.poll()
-            self.spawn(seq, limits, [res_child.fileno(), out_w])
+            self.spawn(seq, limits, [res_child.fileno(), out_w, progress.fd])
             res_child.close()
             os.close(out_w)
             out_w = -1
@@ -301,6 +331,7 @@ class Zygote:
                 os.close(out_w)
                 res_child.close()
             os.close(out_r)
+            progress.close()
             with contextlib.suppress(WorkerError):
                 self.send({"type": "kill"})
                 self.expect("exited", timeout=10, seq=seq)
@@ -667,19 +698,22 @@ class SubmissionRunner:
         assert z is not None
         res_parent, res_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         out_r, out_w = os.pipe()
+        progress = ProgressCounter()
         z.poll()  # forget stale control messages of earlier children
         seq = next(_SEQ)
         self.unconfirmed = seq
         try:
-            z.spawn(seq, self.limits, [res_child.fileno(), out_w])
+            z.spawn(seq, self.limits, [res_child.fileno(), out_w, progress.fd])
         finally:
             res_child.close()
             os.close(out_w)
         talk = _Conversation(self, res_parent, out_r, files, phases, remaining, results, careful)
+        talk.progress = progress
         try:
             return talk.run(deadline)
         finally:
             talk.close()
+            progress.close()
 
     def kill(self) -> None:
         """Ask the zygote to kill the current child (and everything it started)."""
@@ -724,7 +758,10 @@ class _Conversation:
         self.imported = False
         self.job = b""
         self.sent = 0
-        self.meter = CpuMeter(runner._clock)
+        self.meter = CpuMeter(runner._clock)  # the message: its whole CPU allowance
+        self.case_meter = CpuMeter(runner._clock)  # the phase of a case now running
+        self.progress: ProgressCounter | None = None
+        self.seen = 0  # the progress counter at the last check
         self.oom_before = runner.zygote.launched.oom_killed()
 
     @property
@@ -787,13 +824,17 @@ class _Conversation:
         self._start_phase(first=True)
         budget = self.runner.budget
         now = time.monotonic()
-        self.meter.start(now)
+        self._restart_clocks(now)
         allowance, wall_limit = self._allowance(), now + self._wall_allowance()
         check = self.meter.next_check(now, allowance, 0.0)
         budget_check = budget.next_check(now, self.limits.budget, budget.used(now))
         try:
             while True:
                 now = time.monotonic()
+                if now >= check and self._progressed():
+                    # A phase of a case finished inside a batch: time the next one afresh.
+                    self.case_meter.start(now)
+                    wall_limit = now + self._wall_allowance()
                 if now >= wall_limit:
                     return self._timeout(f"did not finish within {self._wall_allowance():g} s")
                 if now >= deadline:
@@ -803,6 +844,12 @@ class _Conversation:
                     if used >= allowance:
                         return self._timeout(f"used more than {allowance:g} s of CPU time")
                     check = self.meter.next_check(now, allowance, used)
+                    if self.imported and not self.careful:
+                        step = self.limits.call_timeout
+                        used = self.case_meter.used(now)
+                        if used >= step:
+                            return self._timeout(f"used more than {step:g} s of CPU time")
+                        check = min(check, self.case_meter.next_check(now, step, used))
                 if now >= budget_check:
                     used = budget.used(now)
                     if used >= self.limits.budget:
@@ -837,12 +884,25 @@ class _Conversation:
                         if self._handle(meta, arrays):
                             return None
                     now = time.monotonic()
-                    self.meter.start(now)
+                    self._restart_clocks(now)
                     allowance, wall_limit = self._allowance(), now + self._wall_allowance()
                     check = self.meter.next_check(now, allowance, 0.0)
         except ProtocolError as exc:
             self.runner.kill()
             return self._stopped(out.CRASHED, f"the worker broke the protocol ({exc})")
+
+    def _restart_clocks(self, now: float) -> None:
+        self.meter.start(now)
+        self.case_meter.start(now)
+        self._progressed()
+
+    def _progressed(self) -> bool:
+        """Whether the child finished another phase of a case since the last look."""
+        if self.progress is None:
+            return False
+        value = self.progress.value()
+        moved, self.seen = value != self.seen, value
+        return moved
 
     def _send_job(self) -> None:
         try:

@@ -15,10 +15,12 @@ Standard library and numpy only, plus the sibling modules of this folder.
 from __future__ import annotations
 
 import contextlib
+import mmap
 import os
 import resource
 import signal
 import socket
+import struct
 import sys
 import traceback
 import warnings
@@ -168,6 +170,33 @@ def _stored_state(instance: object, returned: object, value: np.ndarray | None) 
     return "different" if _changed(value, stored) else "same"
 
 
+class Progress:
+    """A counter in memory shared with the grader, advanced after each phase of a case.
+
+    The grader reads it only when it checks the clocks, so cases in a batch
+    are timed one by one without a message (and a wake-up) per case. The
+    student's code could write it too; that only delays the grader's
+    per-case verdict up to the batch's own CPU allowance.
+    """
+
+    def __init__(self, fd: int | None) -> None:
+        self.count = 0
+        self.view = None
+        if fd is not None:
+            with contextlib.suppress(OSError, ValueError):
+                self.view = mmap.mmap(fd, 8)
+            os.close(fd)
+
+    def tick(self) -> None:
+        """One more phase of a case is done."""
+        self.count += 1
+        if self.view is not None:
+            struct.pack_into("<Q", self.view, 0, self.count)
+
+
+_NO_PROGRESS = Progress(None)
+
+
 def _method(instance: object, name: str, call: _Call) -> tuple[object, dict]:
     """Look up ``instance.name``; a class without that method is ``missing``, not a crash."""
     method, info = call(getattr, instance, name)
@@ -176,7 +205,9 @@ def _method(instance: object, name: str, call: _Call) -> tuple[object, dict]:
     return method, info
 
 
-def _run_case(module, case: dict, arrays: dict, call: _Call, send_part) -> tuple[dict, dict]:
+def _run_case(
+    module, case: dict, arrays: dict, call: _Call, send_part, progress=_NO_PROGRESS
+) -> tuple[dict, dict]:
     """Run one case: constructor, forward, backward (and dLdbeta), then any probes.
 
     Each phase is reported on its own: a method that is missing, raises or
@@ -209,6 +240,7 @@ def _run_case(module, case: dict, arrays: dict, call: _Call, send_part) -> tuple
             out["A"] = value
         meta["stored_A"] = _stored_state(instance, A, value)
         meta["Z_modified"] = _changed(Z0, Z)
+    progress.tick()
     if send_part is not None:
         send_part({**meta, "part": "forward"}, out)
         meta, out = {"type": "case", "id": cid, "part": "rest"}, {}
@@ -246,14 +278,18 @@ def _run_case(module, case: dict, arrays: dict, call: _Call, send_part) -> tuple
                 if value is not None and value.shape == P.shape:
                     out[f"P{j}"] = value
                     probes.append("ok")
+                    progress.tick()
                     continue
         probes.append("failed")
+        progress.tick()
     if probes:
         meta["probes"] = probes
     return meta, out
 
 
-def _run_cases(sock: socket.socket, module, job: dict, arrays: dict, call: _Call) -> None:
+def _run_cases(
+    sock: socket.socket, module, job: dict, arrays: dict, call: _Call, progress=_NO_PROGRESS
+) -> None:
     """Run a job's cases and send their results.
 
     In batch mode the results of one activation travel together (fewer
@@ -273,7 +309,8 @@ def _run_cases(sock: socket.socket, module, job: dict, arrays: dict, call: _Call
             sock.sendall(b"".join(pending))
             pending = []
         current = case["cls"]
-        meta, out = _run_case(module, case, arrays, call, None if batch else send_part)
+        meta, out = _run_case(module, case, arrays, call, None if batch else send_part, progress)
+        progress.tick()
         frame = encode_frame(meta, out)
         if batch:
             pending.append(frame)
@@ -383,7 +420,9 @@ def _self_check(job: dict) -> dict:
     }
 
 
-def child_main(sock: socket.socket, out_fd: int, spawn: dict, syscall_filter=None) -> None:
+def child_main(
+    sock: socket.socket, out_fd: int, spawn: dict, syscall_filter=None, progress_fd=None
+) -> None:
     """Entry point of a forked child: set up, run the job, stream results, exit.
 
     ``syscall_filter`` (built once by the zygote) is installed after every
@@ -400,6 +439,7 @@ def child_main(sock: socket.socket, out_fd: int, spawn: dict, syscall_filter=Non
         os.dup2(null, 0)
         os.dup2(out_fd, 1)
         os.dup2(out_fd, 2)
+        progress = Progress(progress_fd)
         keep = {0, 1, 2, sock.fileno()}
         for fd in _open_fds():
             if fd not in keep:
@@ -439,7 +479,7 @@ def child_main(sock: socket.socket, out_fd: int, spawn: dict, syscall_filter=Non
             return
         send_frame(sock, {"type": "imported"})
         while True:
-            _run_cases(sock, module, job, arrays, call)
+            _run_cases(sock, module, job, arrays, call, progress)
             # Everything printed so far is in the pipe before the grader reads 'done'.
             with contextlib.suppress(BaseException):
                 sys.stdout.flush()

@@ -176,7 +176,7 @@ class Zygote:
         """Fork a child that talks to the grader over the sockets in ``fds``."""
         if self.child is not None:
             self.finish(report=True)
-        res_fd, out_fd = fds
+        res_fd, out_fd, progress_fd = fds
         self.scratch = tempfile.mkdtemp(prefix="run-", dir=self.base)
         uid = msg.get("uid")
         self.child_uid = uid if uid is not None and os.geteuid() == 0 else None
@@ -186,9 +186,10 @@ class Zygote:
         pid = os.fork()
         if pid == 0:
             self.ctl.close()
-            child_main(socket.socket(fileno=res_fd), out_fd, spawn, self.filter)
+            child_main(socket.socket(fileno=res_fd), out_fd, spawn, self.filter, progress_fd)
         os.close(res_fd)
         os.close(out_fd)
+        os.close(progress_fd)
         self.child = pid
         try:
             self.pidfd = os.pidfd_open(pid)
@@ -283,11 +284,11 @@ class Zygote:
                 self.poll_child()
             if "ctl" in kinds:
                 try:
-                    msg, _, fds = recv_frame(self.ctl, max_payload=0, maxfds=2)
+                    msg, _, fds = recv_frame(self.ctl, max_payload=0, maxfds=3)
                 except (EOFError, OSError, ProtocolError):
                     msg, fds = {"type": "quit"}, []
                 kind = msg.get("type")
-                if kind == "spawn" and len(fds) == 2:
+                if kind == "spawn" and len(fds) == 3:
                     self.spawn(msg, fds)
                 elif kind == "kill":
                     self.finish(report=True)
