@@ -3,7 +3,7 @@
 Each entry directly in the directory (a folder, ``.py``, archive or
 notebook) is one submission, named by the entry without its extension.
 ``jobs`` worker processes each own a :class:`~autograder.engine.Grader`
-(one zygote, the prepared cases) on its own sandbox slot and grade one
+(one zygote, the prepared cases, its own sandbox uid and cgroup) and grade one
 submission at a time; every submission still runs in fresh children of that
 zygote, so a crash, hang or hostile act costs only its own cases. The parent
 process hands out work, watches the workers (a worker that dies or overruns
@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 
-from autograder import assignment, submission
+from autograder import assignment, sandbox, submission
 from autograder import summary as summary_mod
 from autograder.bundles import write_bytes_atomic
 from autograder.checks import TestSpec
@@ -53,6 +53,8 @@ HASH_KEY = "content_hash"
 IGNORED_PREFIXES = (".", "__MACOSX")
 # A submission gets this many tries when the worker grading it dies.
 ATTEMPTS = 2
+# Seconds an interrupted worker gets to close its grader before it is killed.
+INTERRUPT_GRACE = 5.0
 # Seconds past the engine's own limits after which a worker is deemed stuck.
 WATCHDOG_MARGIN = 30.0
 # Spreadsheet programs run cells starting with these as formulas (CSV injection).
@@ -227,18 +229,26 @@ def grade_entry(
 # ------------------------------------------------------------------ workers
 
 
-def _worker_main(
-    slot: int, conn: Connection, options: GradeOptions, outdir: Path, force: bool
-) -> None:
-    """A worker process: one Grader on sandbox slot ``slot``, one submission at a time."""
+def _stop_on_sigterm(signum: int, frame: object) -> None:
+    # Unwind (closing the grader: zygote, run directory, cgroup, uid) instead of dying.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise SystemExit(128 + signum)
+
+
+def _worker_main(conn: Connection, options: GradeOptions, outdir: Path, force: bool) -> None:
+    """A worker process: one Grader, one submission at a time."""
     # Ctrl-C reaches the whole process group; the parent decides what happens.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    grader = None
     try:
-        grader = Grader(options, slot=slot)
+        grader = Grader(options)
         grader.zygote()
         identity = grader_identity(grader)
     except Exception as exc:
         conn.send(("fatal", f"{type(exc).__name__}: {exc}"))
+        if grader is not None:
+            grader.close()
         return
     conn.send(("ready", grader.specs, grader.plan.level))
     try:
@@ -257,7 +267,7 @@ def _worker_main(
                     write_atomic(outdir / f"{entry.name}.json", report_json(report, None))
                 outcome = Outcome.from_report(report)
                 grader.close()
-                grader = Grader(options, slot=slot)
+                grader = Grader(options)
             conn.send(("done", index, outcome))
     except (EOFError, OSError):
         pass  # the parent went away
@@ -268,11 +278,10 @@ def _worker_main(
 class _Worker:
     """The parent's handle on one worker process."""
 
-    def __init__(self, ctx, slot: int, options: GradeOptions, outdir: Path, force: bool) -> None:
-        self.slot = slot
+    def __init__(self, ctx, options: GradeOptions, outdir: Path, force: bool) -> None:
         self.conn, child = ctx.Pipe()
         self.process = ctx.Process(
-            target=_worker_main, args=(slot, child, options, outdir, force), daemon=True
+            target=_worker_main, args=(child, options, outdir, force), daemon=True
         )
         self.process.start()
         child.close()
@@ -284,8 +293,14 @@ class _Worker:
         self.task, self.started = index, time.monotonic()
         self.conn.send((index, entry))
 
-    def stop(self, kill: bool = False) -> None:
+    def stop(self, kill: bool = False, grace: float = 0.0) -> None:
+        """Stop the worker: ask it to finish (default), or kill it after ``grace`` seconds
+        of SIGTERM, in which it closes its grader (zygote, run directory, cgroup)."""
         if kill:
+            if grace > 0 and self.process.is_alive():
+                with contextlib.suppress(OSError):
+                    os.kill(self.process.pid, signal.SIGTERM)
+                self.process.join(timeout=grace)
             kill_tree(self.process.pid)
         else:
             with contextlib.suppress(OSError, ValueError):
@@ -295,6 +310,15 @@ class _Worker:
             self.process.kill()
             self.process.join()
         self.conn.close()
+
+
+def remove_leftovers() -> None:
+    """Remove run directories and cgroups of graders that were killed."""
+    sandbox.remove_stale_run_dirs()
+    with contextlib.suppress(ImportError, OSError):
+        from autograder import cgroups
+
+        cgroups.remove_stale()
 
 
 def kill_tree(pid: int) -> None:
@@ -344,7 +368,7 @@ def run_pool(
     specs: list[TestSpec] = []
     level = ""
     deaths_in_a_row = 0
-    workers = [_Worker(ctx, slot, options, outdir, force) for slot in range(jobs)]
+    workers = [_Worker(ctx, options, outdir, force) for _ in range(jobs)]
 
     remaining = len(entries)
 
@@ -376,7 +400,7 @@ def run_pool(
             deaths_in_a_row += 1
             if deaths_in_a_row > 3:
                 raise BatchGraderError(f"grading workers keep dying ({reason})")
-        workers[workers.index(worker)] = _Worker(ctx, worker.slot, options, outdir, force)
+        workers[workers.index(worker)] = _Worker(ctx, options, outdir, force)
 
     try:
         while remaining:
@@ -414,8 +438,16 @@ def run_pool(
                 if w.task is not None and now - w.started > task_timeout:
                     replace(w, f"grading did not finish within {task_timeout:g} s")
     finally:
+        # Interrupted (Ctrl-C, SIGTERM, a closed pipe): workers close their graders
+        # first; whatever a killed one could not clean up is removed here.
+        if remaining:
+            for w in workers:
+                with contextlib.suppress(OSError):
+                    os.kill(w.process.pid, signal.SIGTERM)
         for w in workers:
-            w.stop(kill=remaining > 0)
+            w.stop(kill=remaining > 0, grace=INTERRUPT_GRACE)
+        if remaining:
+            remove_leftovers()
     return [o for o in outcomes if o is not None], level
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import signal
 import subprocess
 import sys
 import traceback
@@ -52,10 +53,10 @@ def _threshold(text: str) -> tuple[float, bool]:
 def _add_limits(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--sandbox",
-        choices=("auto", "strict", "process"),
+        choices=("auto", "strict", "bwrap", "uid", "process"),
         default="auto",
-        help="isolation of student code: strongest available (auto), the full "
-        "sandbox or refuse (strict), or a plain process (process)",
+        help="isolation of student code: the strongest level that passes its self-check "
+        "(auto); bwrap or uid, else refuse (strict); or exactly one level",
     )
     p.add_argument(
         "--allow-unisolated",
@@ -346,8 +347,35 @@ COMMANDS = {
 }
 
 
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP arrived: unwind (cleaning up the worker and its files), then exit."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _terminate(signum: int, frame: object) -> None:
+    # Once is enough: let the cleanup that follows run undisturbed.
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
+    raise Terminated(signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit status."""
+    previous = {}
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        with contextlib.suppress(ValueError):  # not the main thread (embedded use)
+            previous[sig] = signal.signal(sig, _terminate)
+    try:
+        return _main(argv)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not args.command:
@@ -376,6 +404,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("autograder: interrupted", file=sys.stderr)
         return 130
+    except Terminated as exc:
+        print(f"autograder: stopped by signal {exc.signum}", file=sys.stderr)
+        return 128 + exc.signum
     except BrokenPipeError:
         return 0
     except Exception as exc:

@@ -121,6 +121,7 @@ def cached_reference_cases(ref_path: Path) -> list[Case]:
     (read-only checkout) is simply not used.
     """
     path = CACHE_DIR / f"cases-{_cache_key()}.json"
+    _make_private(CACHE_DIR)
     if path.is_file():
         try:
             return cases_mod.load_case_data(path)
@@ -144,6 +145,16 @@ def cached_reference_cases(ref_path: Path) -> list[Case]:
     except OSError:
         pass
     return cases
+
+
+def _make_private(directory: Path) -> None:
+    """Expected values: the cache is 0700 and its files 0600, whatever made them."""
+    with contextlib.suppress(OSError):
+        if directory.is_dir() and not directory.is_symlink():
+            os.chmod(directory, 0o700)
+            for entry in directory.iterdir():
+                if entry.is_file() and not entry.is_symlink():
+                    os.chmod(entry, 0o600)
 
 
 @contextlib.contextmanager
@@ -213,7 +224,6 @@ class Grader:
     def __init__(
         self,
         options: GradeOptions | None = None,
-        slot: int = 0,
         launched: sandbox.Launched | None = None,
     ) -> None:
         self.options = options or GradeOptions()

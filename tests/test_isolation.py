@@ -1,0 +1,380 @@
+"""Isolation below and around bubblewrap: the uid level, self-checks, leftovers, resume.
+
+Each attack sits beside its honest twin; each test fails when the defence it
+names is removed (the note of the change that added them says how that was
+checked). Attacks are bounded, so a failed defence cannot harm the machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from conftest import TEST_LIMITS, by_name
+from helpers import REFERENCE_SOURCE, append, replace_method, write_layout
+
+from autograder import batch, protected, sandbox, uids
+from autograder.engine import CACHE_DIR, GradeOptions, Grader
+from autograder.runner import Limits
+
+ROOT = Path(__file__).resolve().parent.parent
+root_only = pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() != 0, reason="the uid level needs root"
+)
+linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="needs Linux")
+
+
+def uid_grader(**options) -> Grader:
+    return Grader(GradeOptions(sandbox="uid", limits=Limits(**TEST_LIMITS), **options))
+
+
+# ------------------------------------------------------------------ the uid level
+
+
+@root_only
+def test_concurrent_runs_get_their_own_uids_and_cannot_kill_each_other(tmp_path):
+    # The killer signals everything its uid may signal, for a while; the victim, graded
+    # at the same time by another grader, sleeps a little in every forward.
+    killer = replace_method(
+        REFERENCE_SOURCE,
+        "Identity",
+        "forward",
+        """
+        import os, signal, time
+        end = time.monotonic() + 2.0
+        while time.monotonic() < end:
+            try:
+                os.kill(-1, signal.SIGKILL)
+            except OSError:
+                pass
+        self.A = Z
+        return self.A
+        """,
+    )
+    victim = replace_method(
+        REFERENCE_SOURCE,
+        "Sigmoid",
+        "forward",
+        "import time\ntime.sleep(0.3)\nself.A = 1 / (1 + np.exp(-Z))\nreturn self.A",
+    )
+    with uid_grader() as a, uid_grader() as b:
+        assert a.zygote().launched.uid != b.zygote().launched.uid
+        reports = {}
+
+        def grade_victim() -> None:
+            reports["victim"] = b.grade(write_layout(tmp_path / "v", victim, "file"))
+
+        thread = threading.Thread(target=grade_victim)
+        thread.start()
+        time.sleep(0.2)
+        a.grade(write_layout(tmp_path / "k", killer, "file"), use_pytest=False)
+        thread.join()
+    sigmoid = [t for t in reports["victim"].tests if t.activation == "Sigmoid"]
+    assert all(t.score == t.max_score for t in sigmoid), [t.output for t in sigmoid]
+
+
+LEAVE_FILES = append(
+    REFERENCE_SOURCE,
+    """
+    import os as _os
+    _tag = "autograder-leak-" + str(_os.getpid())
+    for _top in ("/tmp", "/var/tmp", "/dev/shm"):
+        try:
+            _os.makedirs(_os.path.join(_top, _tag, "nested"), exist_ok=True)
+            with open(_os.path.join(_top, _tag + ".txt"), "w") as _fh:
+                _fh.write("left behind")
+            print("LEFT", _os.path.join(_top, _tag), flush=True)
+        except OSError as _exc:
+            print("SKIPPED", _top, _exc, flush=True)
+    """,
+)
+
+
+@root_only
+def test_files_a_run_leaves_in_shared_directories_are_removed(tmp_path):
+    with uid_grader() as grader:
+        report = grader.grade(write_layout(tmp_path, LEAVE_FILES, "file"), use_pytest=False)
+        honest = grader.grade(write_layout(tmp_path / "twin", REFERENCE_SOURCE, "file"))
+    left = [
+        line.split()[1] for line in report.student_output.splitlines() if line.startswith("LEFT")
+    ]
+    assert len(left) >= 2  # /tmp and /var/tmp at least
+    for path in left:
+        assert not os.path.exists(path), path
+        assert not os.path.exists(path + ".txt"), path
+    assert report.score == honest.score == honest.max_score
+
+
+STEAL = replace_method(
+    REFERENCE_SOURCE,
+    "ReLU",
+    "forward",
+    f"""
+    import glob, importlib.util, json, os
+    found = []
+    targets = [{str(protected.reference_file())!r}, {str(protected.HIDDEN_CASES)!r},
+               {str(protected.ALL_CASES)!r}]
+    targets += glob.glob({str(CACHE_DIR)!r} + "/*")
+    for path in targets:
+        try:
+            with open(path, "rb") as fh:
+                fh.read(1)
+            found.append(path)
+        except OSError:
+            pass
+    print("FOUND", json.dumps(found), flush=True)
+    self.A = np.maximum(Z, 0)
+    return self.A
+    """,
+)
+
+
+@root_only
+def test_the_uid_level_hides_the_solutions_hidden_cases_and_cache(tmp_path):
+    with uid_grader() as grader:
+        report = grader.grade(write_layout(tmp_path, STEAL, "file"), use_pytest=False)
+    assert report.sandbox == "uid"
+    line = next(x for x in report.student_output.splitlines() if x.startswith("FOUND"))
+    assert json.loads(line.split(" ", 1)[1]) == []
+    assert report.isolation["self_check"] == "passed"
+
+
+@root_only
+def test_honest_code_imports_the_whole_runtime_at_the_uid_level(tmp_path):
+    # Modules the zygote never loaded: the runtime must be reachable even where Python
+    # lives under a home directory other users cannot enter (pyenv under /root).
+    honest = replace_method(
+        REFERENCE_SOURCE,
+        "Sigmoid",
+        "forward",
+        "import glob, statistics, unicodedata\nself.A = 1 / (1 + np.exp(-Z))\nreturn self.A",
+    )
+    with uid_grader() as grader:
+        report = grader.grade(write_layout(tmp_path, honest, "file"), use_pytest=False)
+    assert report.score == report.max_score, [t.output for t in report.tests if t.score == 0]
+
+
+def _refuse_namespace(hidden, keep):
+    def preexec():
+        raise OSError(1, "no mount namespace here")
+
+    return preexec
+
+
+@root_only
+def test_without_its_mount_namespace_the_uid_level_refuses_if_anything_is_reachable(monkeypatch):
+    # As in a container without CAP_SYS_ADMIN: only file permissions protect the data.
+    # This checkout is world-readable, so the self-check must refuse the level.
+    monkeypatch.setattr(sandbox, "_covering", _refuse_namespace)
+    if all(not os.access(p, os.R_OK) for p in protected.protected().read):
+        pytest.skip("nothing protected is on disk here")
+    with pytest.raises(sandbox.SandboxError, match="uid level cannot be used: student code"):
+        Grader(GradeOptions(sandbox="uid", limits=Limits(**TEST_LIMITS))).zygote()
+
+
+@linux_only
+def test_the_self_check_sees_what_a_same_user_child_can_read(tmp_path):
+    secret = tmp_path / "expected.json"
+    secret.write_text("{}")
+    outdir = tmp_path / "out"
+    outdir.mkdir()
+    options = GradeOptions(sandbox="process", allow_unisolated=True, limits=Limits(**TEST_LIMITS))
+    with Grader(options) as grader:
+        answer = grader.zygote().self_check(
+            grader.options.limits, [str(secret)], [str(outdir)], ["statistics"]
+        )
+    assert answer["readable"] == [str(secret)]
+    assert answer["writable"] == [str(outdir)]
+    assert answer["import_errors"] == {}
+    assert list(outdir.iterdir()) == []  # the write probe left nothing
+
+
+@linux_only
+def test_the_process_level_refuses_protected_data_unless_allowed(tmp_path):
+    if not protected.protected().secrets_exist():
+        pytest.skip("nothing protected is on disk here")
+    with pytest.raises(sandbox.SandboxError, match="--allow-unisolated"):
+        Grader(GradeOptions(sandbox="process", limits=Limits(**TEST_LIMITS))).zygote()
+    options = GradeOptions(sandbox="process", allow_unisolated=True, limits=Limits(**TEST_LIMITS))
+    with Grader(options) as grader:
+        report = grader.grade(write_layout(tmp_path, REFERENCE_SOURCE, "file"), use_pytest=False)
+    assert report.score == report.max_score
+    assert report.isolation["self_check"] == "failed"
+    assert any("--allow-unisolated" in note for note in report.notes)
+
+
+# ------------------------------------------------------------------ the cache and resume
+
+
+def test_the_expected_value_cache_is_private(grader):
+    assert CACHE_DIR.is_dir()
+    assert CACHE_DIR.stat().st_mode & 0o777 == 0o700
+    files = list(CACHE_DIR.glob("cases-*.json"))
+    assert files
+    for path in files:
+        assert path.stat().st_mode & 0o777 == 0o600
+
+
+def test_a_report_is_reused_only_at_the_same_or_a_stronger_level():
+    doc = {batch.HASH_KEY: "sha256:x", "sandbox": "uid"}
+    assert batch.reusable(doc, "sha256:x", "uid")
+    assert batch.reusable(doc, "sha256:x", "process")
+    assert not batch.reusable(doc, "sha256:x", "bwrap")
+    assert not batch.reusable(doc, "sha256:y", "uid")
+    assert not batch.reusable({batch.HASH_KEY: "sha256:x"}, "sha256:x", "process")
+
+
+@root_only
+@pytest.mark.slow
+def test_grade_all_regrades_what_a_weaker_level_graded(tmp_path):
+    try:
+        sandbox.choose("bwrap")
+    except sandbox.SandboxError as exc:
+        pytest.skip(f"needs bubblewrap: {exc}")
+    subs = tmp_path / "subs"
+    write_layout(subs, REFERENCE_SOURCE, "file", name="alice")
+    out = tmp_path / "out"
+    limits = Limits(**TEST_LIMITS)
+    first = batch.grade_all(subs, out, GradeOptions(sandbox="uid", limits=limits), progress=False)
+    assert first.outcomes[0].reused is False
+    again = batch.grade_all(subs, out, GradeOptions(sandbox="uid", limits=limits), progress=False)
+    assert again.outcomes[0].reused is True
+    stronger = batch.grade_all(subs, out, GradeOptions(limits=limits), progress=False)
+    assert stronger.outcomes[0].reused is False
+    assert json.loads((out / "alice.json").read_text())["sandbox"] == "bwrap"
+
+
+# ------------------------------------------------------------------ interruptions
+
+SLOW_IMPORT = """
+import os, pathlib, time
+pathlib.Path({marker!r}).write_text(str(os.getpid()))
+time.sleep(30)
+"""
+
+
+def _run_dirs() -> set[str]:
+    return {p.name for p in Path(os.environ.get("TMPDIR", "/tmp")).glob("autograder-run-*")}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@linux_only
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize(
+    ("command", "level"),
+    [("grade", "process"), ("grade-all", "process"), ("grade", "uid"), ("grade-all", "uid")],
+)
+def test_an_interrupted_run_leaves_no_directory_or_process(tmp_path, signum, command, level):
+    if level == "uid" and os.geteuid() != 0:
+        pytest.skip("the uid level needs root")
+    # Somewhere the student's uid may write (the marker says its code is running).
+    shared = Path(tempfile.mkdtemp(prefix="autograder-test-"))
+    shared.chmod(0o1777)
+    marker = shared / "started"
+    subs = tmp_path / "subs"
+    write_layout(subs, append(REFERENCE_SOURCE, SLOW_IMPORT.format(marker=str(marker))), "file")
+    argv = [sys.executable, "-m", "autograder", command, str(subs / "sub.py")]
+    argv += ["--allow-unisolated", "--sandbox", level]
+    if command == "grade-all":
+        argv[4:5] = [str(subs), "-o", str(tmp_path / "out"), "--jobs", "1"]
+    before = _run_dirs()
+    # A file, not a pipe: a process that survived the signal must not block the test.
+    errors = tmp_path / "stderr"
+    with errors.open("wb") as err:
+        proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err)
+    try:
+        deadline = time.monotonic() + 60
+        while not marker.exists() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        assert marker.exists(), errors.read_text()
+        time.sleep(0.1)
+        student = int(marker.read_text())
+        proc.send_signal(signum)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == (130 if signum == signal.SIGINT else 128 + signum), errors.read_text()
+    deadline = time.monotonic() + 5
+    while _alive(student) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(student)
+    assert _run_dirs() - before == set()
+    shutil.rmtree(shared, ignore_errors=True)
+
+
+def test_stale_run_directories_of_dead_graders_are_removed(tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    stale = tmp_path / f"{sandbox.RUN_DIR_PREFIX}{int(dead.stdout)}-abc"
+    live = tmp_path / f"{sandbox.RUN_DIR_PREFIX}{os.getpid()}-abc"
+    stale.mkdir()
+    (stale / "file").write_text("x")
+    live.mkdir()
+    assert sandbox.remove_stale_run_dirs(str(tmp_path)) == 1
+    assert not stale.exists()
+    assert live.exists()
+
+
+@root_only
+def test_a_leased_uid_is_reset_before_use():
+    lease = uids.acquire()
+    uid = lease.uid
+    lease.release()
+    # A process and a file of that uid, as if left by a grader killed with SIGKILL.
+    leftover = subprocess.Popen(
+        ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "sleep", "60"]
+    )
+    stray = Path("/tmp") / f"autograder-stray-{uid}"
+    stray.write_text("x")
+    os.chown(stray, uid, uid)
+    try:
+        time.sleep(0.2)
+        os.environ[uids.RANGE_ENV] = f"{uid}-{uid}"
+        again = uids.acquire()
+        assert again.uid == uid
+        again.release()
+        assert leftover.wait(timeout=5) == -signal.SIGKILL
+        assert not stray.exists()
+    finally:
+        os.environ.pop(uids.RANGE_ENV, None)
+        if leftover.poll() is None:
+            leftover.kill()
+        stray.unlink(missing_ok=True)
+
+
+@root_only
+def test_two_leases_never_share_a_uid():
+    leases = [uids.acquire() for _ in range(5)]
+    try:
+        assert len({lease.uid for lease in leases}) == 5
+    finally:
+        for lease in leases:
+            lease.release()
+
+
+def test_uid_is_no_longer_a_slot_number():
+    assert not hasattr(sandbox, "slot_uid")
+    assert by_name  # the conftest helper stays importable for the tests above
