@@ -53,21 +53,34 @@ except (AttributeError, ValueError, OSError):  # pragma: no cover - not POSIX
 def _scan() -> dict[int, tuple[int, int]] | None:
     """Every process's parent and CPU ticks (own + reaped children), or None without /proc."""
     try:
-        entries = [e for e in os.listdir("/proc") if e.isdigit()]
+        proc = os.open("/proc", os.O_RDONLY | os.O_DIRECTORY)
     except OSError:
         return None
     table: dict[int, tuple[int, int]] = {}
-    for entry in entries:
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as fh:
-                stat = fh.read()
-        except OSError:
-            continue  # gone since the listing
-        # The command name may contain spaces and parentheses: split after the last ')'.
-        fields = stat[stat.rfind(b")") + 2 :].split()
-        # fields[0] is the state (field 3 of proc(5)): ppid is field 4, utime..cstime 14..17.
-        ticks = int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])
-        table[int(entry)] = (int(fields[1]), ticks)
+    try:
+        for entry in os.listdir(proc):
+            if not entry.isdigit():
+                continue
+            # Raw descriptors relative to /proc: about half the cost of open() per process.
+            try:
+                fd = os.open(entry + "/stat", os.O_RDONLY, dir_fd=proc)
+            except OSError:
+                continue  # gone since the listing
+            try:
+                stat = os.read(fd, 4096)
+            except OSError:
+                continue
+            finally:
+                os.close(fd)
+            # The command name may contain spaces and parentheses: split after the last ')'.
+            fields = stat[stat.rfind(b")") + 2 :].split()
+            if len(fields) < 15:
+                continue
+            # fields[0] is the state (field 3 of proc(5)): ppid is field 4, utime..cstime 14..17.
+            ticks = int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])
+            table[int(entry)] = (int(fields[1]), ticks)
+    finally:
+        os.close(proc)
     return table
 
 

@@ -13,8 +13,8 @@ is expected to fall back), so honest code that probes a feature degrades
 gracefully instead of dying. Each group says why it is there. System calls of
 another ABI (on x86_64: ``int 0x80`` i386 calls and x32 calls) would reach the
 kernel under other numbers, so they kill the process (libseccomp's bad-architecture
-action). System calls newer than libseccomp's table (which a deny list cannot
-name) fail with ``ENOSYS``, as on an older kernel.
+action). System calls libseccomp has no name for (newer than its table, which a deny
+list cannot judge) fail with ``ENOSYS``, as on an older kernel.
 
 Where libseccomp is missing (a student's laptop) or the system is not Linux,
 :func:`build` returns None and :func:`unavailable_reason` says why: grading
@@ -57,6 +57,8 @@ NAMESPACE_FLAGS = {
     "CLONE_NEWTIME": CLONE_NEWTIME,
 }
 AF_UNIX = 1
+TIOCSTI = 0x5412
+TIOCLINUX = 0x541C
 # personality(0xffffffff) reads the persona and changes nothing. Only that exact
 # 64-bit value passes (a sign-extended -1 is refused too: the kernel would read it
 # as the query, but a comparison of the full register is the simple, safe rule).
@@ -66,6 +68,10 @@ PR_SET_SECCOMP = 22
 SECCOMP_MODE_FILTER = 2
 SECCOMP_SET_MODE_FILTER = 1
 SECCOMP_FILTER_FLAG_TSYNC = 1
+# Do not switch on the speculative-store-bypass mitigation for the filtered process
+# (kernels whose spec_store_bypass mode is "seccomp" would, slowing student code):
+# it guards code from other code in the same address space, not our boundary.
+SECCOMP_FILTER_FLAG_SPEC_ALLOW = 4
 
 # libseccomp (seccomp.h).
 SCMP_ACT_ALLOW = 0x7FFF0000
@@ -76,8 +82,8 @@ SCMP_CMP_NE = 1
 SCMP_CMP_MASKED_EQ = 7
 # A call of another ABI (i386 int 0x80, x32) is no honest program's business: kill.
 BAD_ARCH_ACTION = SCMP_ACT_KILL_PROCESS
-# How many system call numbers past the last one libseccomp knows fail with
-# ENOSYS. Kernels add a handful a year; 64 covers many years of them.
+# System call numbers libseccomp has no name for fail with ENOSYS: the gaps in its
+# table and this many numbers past its last one (kernels add a handful a year).
 FUTURE_SYSCALLS = 64
 
 
@@ -90,16 +96,20 @@ def _errno_action(code: int) -> int:
 
 @dataclass(frozen=True)
 class Rule:
-    """One system call to deny, perhaps only for some values of its first argument.
+    """One system call to deny, perhaps only for some values of one argument.
 
-    ``arg0`` narrows the rule: ``("has", bits)`` matches when all of ``bits``
-    are set in the first argument, ``("ne", value)`` when it differs from
-    ``value``. A name unknown on this architecture (a legacy call) is skipped.
+    ``when`` narrows the rule to ``(index, op, value)`` of the argument at
+    ``index``: op ``"has"`` matches when all bits of ``value`` are set,
+    ``"ne"`` when the whole 64-bit argument differs from ``value`` (so any
+    other value, even one the kernel would truncate to ``value``, is denied:
+    the safe side), ``"eq32"`` when its low 32 bits equal ``value`` (for
+    ``int`` arguments the kernel truncates: high bits cannot dodge the rule).
+    A name unknown on this architecture (a legacy call) is skipped.
     """
 
     syscall: str | int
     errno: int = errno.EPERM
-    arg0: tuple[str, int] | None = None
+    when: tuple[int, str, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -137,7 +147,7 @@ GROUPS: tuple[Group, ...] = (
         "to clone, whose flags are checked; plain fork and threads still work",
         (
             *_deny("unshare", "setns"),
-            *(Rule("clone", errno.EPERM, ("has", bit)) for bit in NAMESPACE_FLAGS.values()),
+            *(Rule("clone", errno.EPERM, (0, "has", bit)) for bit in NAMESPACE_FLAGS.values()),
             Rule("clone3", errno.ENOSYS),
         ),
     ),
@@ -180,7 +190,7 @@ GROUPS: tuple[Group, ...] = (
         "personality",
         "a persona can switch off address-space randomization or make data executable for "
         "what the process runs next; reading it (personality(0xffffffff)) stays allowed",
-        (Rule("personality", errno.EPERM, ("ne", PERSONALITY_QUERY)),),
+        (Rule("personality", errno.EPERM, (0, "ne", PERSONALITY_QUERY)),),
     ),
     Group(
         "userfaultfd",
@@ -247,7 +257,17 @@ GROUPS: tuple[Group, ...] = (
         "(multiprocessing.Pipe uses it)",
         (
             Rule("socket"),
-            Rule("socketpair", errno.EPERM, ("ne", AF_UNIX)),
+            Rule("socketpair", errno.EPERM, (0, "ne", AF_UNIX)),
+        ),
+    ),
+    Group(
+        "tty",
+        "typing into a terminal (TIOCSTI) or a virtual console (TIOCLINUX) would run "
+        "commands as whoever runs the grader, at the process level (CVE-2017-5226 style; "
+        "bubblewrap filters the same)",
+        (
+            Rule("ioctl", errno.EPERM, (1, "eq32", TIOCSTI)),
+            Rule("ioctl", errno.EPERM, (1, "eq32", TIOCLINUX)),
         ),
     ),
 )
@@ -338,17 +358,21 @@ def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
 _REQUIRED = ("clone3", "open_tree", "fsopen", "io_uring_setup", "mount_setattr", "pidfd_getfd")
 
 
-def _last_known(lib: ctypes.CDLL, arch: int) -> int:
-    """The highest system call number libseccomp has a name for on ``arch``."""
+def _unnamed(lib: ctypes.CDLL, arch: int) -> list[int]:
+    """System call numbers libseccomp has no name for on ``arch``, up to FUTURE_SYSCALLS
+    past the last one it knows."""
     free = ctypes.CDLL(None).free
     free.argtypes = (ctypes.c_void_p,)
-    last = -1
+    known = []
     for number in range(1024):
         name = lib.seccomp_syscall_resolve_num_arch(arch, number)
         if name:
             free(name)
-            last = number
-    return last
+            known.append(number)
+    if not known:
+        return []
+    named = set(known)
+    return [n for n in range(known[-1] + 1 + FUTURE_SYSCALLS) if n not in named]
 
 
 # -------------------------------------------------------------------- filter
@@ -395,12 +419,9 @@ class SyscallFilter:
             code = ctypes.get_errno()
             raise OSError(code, f"cannot set no_new_privs: {os.strerror(code)}")
         if self._seccomp_nr >= 0:
-            rc = self._syscall(
-                ctypes.c_long(self._seccomp_nr),
-                ctypes.c_long(SECCOMP_SET_MODE_FILTER),
-                ctypes.c_long(SECCOMP_FILTER_FLAG_TSYNC),
-                self._fprog_ref,
-            )
+            rc = self._seccomp(SECCOMP_FILTER_FLAG_TSYNC | SECCOMP_FILTER_FLAG_SPEC_ALLOW)
+            if rc != 0 and ctypes.get_errno() == errno.EINVAL:
+                rc = self._seccomp(SECCOMP_FILTER_FLAG_TSYNC)  # a kernel before 4.17
         else:
             # No seccomp(2) known: the older prctl interface (no TSYNC).
             rc = self._prctl(
@@ -411,6 +432,14 @@ class SyscallFilter:
         if rc != 0:
             code = ctypes.get_errno()
             raise OSError(code, f"seccomp filter not loaded: {os.strerror(code)}")
+
+    def _seccomp(self, flags: int) -> int:
+        return self._syscall(
+            ctypes.c_long(self._seccomp_nr),
+            ctypes.c_long(SECCOMP_SET_MODE_FILTER),
+            ctypes.c_long(flags),
+            self._fprog_ref,
+        )
 
     def describe(self) -> str:
         """One line for a report's notes: what is filtered, with which libseccomp."""
@@ -451,7 +480,7 @@ def build() -> SyscallFilter | None:
     finally:
         lib.seccomp_release(ctx)
     seccomp_nr = lib.seccomp_syscall_resolve_name(b"seccomp")
-    groups = (*(g.name for g in GROUPS), "future")
+    groups = (*(g.name for g in GROUPS), "unnamed")
     return SyscallFilter(program, groups, version, seccomp_nr)
 
 
@@ -471,8 +500,7 @@ def _compile(lib: ctypes.CDLL, ctx: int) -> bytes:
             _add(lib, ctx, rule, check)
     # Calls the kernel has and libseccomp cannot name yet (open_tree_attr, ...):
     # a deny list cannot judge them, so they look absent, as on an older kernel.
-    last = _last_known(lib, lib.seccomp_arch_native())
-    for number in range(last + 1, last + 1 + FUTURE_SYSCALLS):
+    for number in _unnamed(lib, lib.seccomp_arch_native()):
         _add(lib, ctx, Rule(number, errno.ENOSYS), check)
     fd = _scratch_fd()
     try:
@@ -503,14 +531,16 @@ def _add(lib: ctypes.CDLL, ctx: int, rule: Rule, check) -> None:
         if number < 0:
             return  # not on this architecture (a legacy call) or a pseudo-call
     action = _errno_action(rule.errno)
-    if rule.arg0 is None:
+    if rule.when is None:
         check(lib.seccomp_rule_add_array(ctx, action, number, 0, None), f"rule {rule.syscall}")
         return
-    op, value = rule.arg0
+    index, op, value = rule.when
     if op == "has":
-        cmp = _ArgCmp(0, SCMP_CMP_MASKED_EQ, value, value)
+        cmp = _ArgCmp(index, SCMP_CMP_MASKED_EQ, value, value)
     elif op == "ne":
-        cmp = _ArgCmp(0, SCMP_CMP_NE, value, 0)
+        cmp = _ArgCmp(index, SCMP_CMP_NE, value, 0)
+    elif op == "eq32":
+        cmp = _ArgCmp(index, SCMP_CMP_MASKED_EQ, 0xFFFFFFFF, value)
     else:
         raise ValueError(f"unknown comparison {op!r}")
     check(

@@ -130,16 +130,18 @@ def test_tree_cpu_counts_reaped_children_once():
         after_reaping = proctree.tree_cpu_seconds(pid)
         assert 0.48 <= as_zombie <= 0.6
         assert 0.48 <= after_reaping <= 0.6
-        assert abs(after_reaping - as_zombie) <= 0.02  # moved, not doubled or lost
+        # Moved, not doubled (+0.5) or lost (-0.5). /proc shows each of utime, stime,
+        # cutime, cstime in whole ticks, the kernel's sum at reaping is exact: a few
+        # ticks of rounding either way.
+        assert abs(after_reaping - as_zombie) <= 0.05
     os.close(r)
     os.close(w)
 
 
 def test_tree_cpu_does_not_count_outside_the_tree():
     with forked(lambda: time.sleep(60)) as idle, forked(lambda: burn(5)) as busy:
-        time.sleep(0.5)
+        wait_for(lambda: proctree.tree_cpu_seconds(busy) >= 0.3)
         assert proctree.tree_cpu_seconds(idle) < 0.05
-        assert proctree.tree_cpu_seconds(busy) > 0.2
 
 
 def test_documented_hole_auto_reaped_children():
