@@ -426,6 +426,8 @@ class RunCgroup:
         included (they leave their time behind, reaped or not). One read of one
         open file.
         """
+        if self._cpu_fd is None:
+            raise ValueError(f"{self!r} is closed")
         data = os.pread(self._cpu_fd, 4096, 0)
         if self.version == 1:
             return int(data) / 1e9

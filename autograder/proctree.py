@@ -3,9 +3,8 @@
 For the levels where no cgroup holds a run, the zygote finds what a child left
 behind (:func:`descendants`) and charges a child's CPU time
 (:func:`tree_cpu_seconds`) by walking parent links in ``/proc``. Both read each
-``/proc/<pid>/stat`` once per call. Linux only; elsewhere they return an empty
-list and the calling process tree is unknown (0.0 for the root alone is not
-claimed: :func:`tree_cpu_seconds` returns None).
+``/proc/<pid>/stat`` once per call. Linux only: elsewhere :func:`descendants`
+returns an empty list and :func:`tree_cpu_seconds` None.
 
 This module imports only the standard library: it lives beside the worker.
 

@@ -4,7 +4,8 @@ The worker's zygote calls :func:`build` once, before it forks any child: the
 filter is compiled there, with libseccomp, into a classic BPF program kept in
 memory. Each forked child calls :meth:`SyscallFilter.install` right before it
 imports student code; that is one ``seccomp(2)`` call with the ready program
-(a few microseconds; ``bench/limits_cost.py`` measures it), and the filter then
+(about 0.1 ms, the kernel checking and compiling it; ``bench/limits_cost.py``
+measures it), and the filter then
 holds for the child and everything it starts, across ``exec`` too.
 
 The filter is a deny list: every system call is allowed except the groups in
@@ -15,6 +16,19 @@ another ABI (on x86_64: ``int 0x80`` i386 calls and x32 calls) would reach the
 kernel under other numbers, so they kill the process (libseccomp's bad-architecture
 action). System calls libseccomp has no name for (newer than its table, which a deny
 list cannot judge) fail with ``ENOSYS``, as on an older kernel.
+
+What honest code loses: nothing numpy, scipy, threads, ``fork``, ``subprocess``
+or ``multiprocessing`` with the fork and spawn start methods need. What needs a
+new socket fails with PermissionError: the forkserver start method,
+``multiprocessing.Manager``, any network access.
+
+What the filter cannot stop: another process's memory and descriptors reached
+through ``/proc/<pid>/mem``, ``/proc/<pid>/fd`` or ``/proc/<pid>/root`` are
+opened with ``open``, which a filter cannot judge by path; the kernel allows it
+under the same check as ``ptrace`` (same uid and a dumpable target, or
+CAP_SYS_PTRACE). The defence there is that no dumpable process shares the
+student's uid and is reachable (the zygote is non-dumpable; bubblewrap's pid 1
+must not be reachable; a uid per run at the uid level).
 
 Where libseccomp is missing (a student's laptop) or the system is not Linux,
 :func:`build` returns None and :func:`unavailable_reason` says why: grading

@@ -518,6 +518,22 @@ def test_twins_succeed(sibling, tmp_path):
 
 
 @needs_filter
+@needs_root
+def test_documented_gap_proc_pid_mem(sibling):
+    """The docstring says /proc/<pid>/mem is beyond a filter (the uid defence covers it).
+
+    This pins the claim: if a filter ever stops it, the docstring must change.
+    """
+
+    def body():
+        with open(f"/proc/{sibling}/mem", "rb") as fh:
+            fh.seek(ctypes.addressof(MARKER))
+            return fh.read(17).decode()
+
+    assert in_child(body, FILTER) == "autograder-marker"
+
+
+@needs_filter
 @pytest.mark.skipif(not hasattr(os, "unshare"), reason="os.unshare is Python 3.12+")
 def test_os_unshare_denied():
     def body():
