@@ -25,8 +25,8 @@ import time
 
 import numpy  # noqa: F401  (forks copy a numpy-loaded process, like the zygote's)
 
-from autograder import proctree
-from autograder import syscall_filter as sf
+from autograder.worker import proctree
+from autograder.worker import syscall_filter as sf
 from autograder.cgroups import CgroupUnavailable, RunCgroup
 
 

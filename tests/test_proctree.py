@@ -1,4 +1,4 @@
-"""Process trees through /proc (autograder/proctree.py)."""
+"""Process trees through /proc (autograder/worker/proctree.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from autograder import proctree
+from autograder.worker import proctree
 
 pytestmark = pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux /proc")
 
@@ -200,23 +200,3 @@ def test_cost_with_hundreds_of_processes():
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-
-
-def test_matches_worker_descendants():
-    """Same answer as the worker's own walker, which it is meant to replace."""
-    from autograder import worker
-
-    if not hasattr(worker, "descendants"):
-        pytest.skip("the worker uses proctree now")
-
-    def root():
-        for _ in range(3):
-            if os.fork() == 0:
-                if os.fork() == 0:
-                    time.sleep(60)
-                time.sleep(60)
-        time.sleep(60)
-
-    with forked(root) as pid:
-        wait_for(lambda: len(proctree.descendants(pid)) >= 6)
-        assert proctree.descendants(pid) == worker.descendants(pid)
