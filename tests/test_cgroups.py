@@ -21,8 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from autograder import cgroups, proctree
+from autograder import cgroups
 from autograder.cgroups import CgroupUnavailable, RunCgroup
+from autograder.worker import proctree
 
 
 def _probe() -> str:

@@ -378,3 +378,120 @@ def test_two_leases_never_share_a_uid():
 def test_uid_is_no_longer_a_slot_number():
     assert not hasattr(sandbox, "slot_uid")
     assert by_name  # the conftest helper stays importable for the tests above
+
+
+# ------------------------------------------------------------------ time and memory limits
+
+# About 0.5 s of CPU per ReLU case in plain Python (well under the tests' 1 s per phase).
+SLOW_BUT_LEGAL = replace_method(
+    REFERENCE_SOURCE,
+    "ReLU",
+    "forward",
+    """
+    import time
+    end = time.process_time() + 0.5
+    while time.process_time() < end:
+        pass
+    self.A = np.maximum(Z, 0)
+    return self.A
+    """,
+)
+
+
+def _burn() -> None:
+    os.setsid()
+    end = time.monotonic() + 60
+    while time.monotonic() < end:
+        pass
+
+
+@linux_only
+@pytest.mark.slow
+def test_a_loaded_machine_does_not_make_an_honest_submission_time_out(tmp_path):
+    # Four CPU burners on two cores: the honest child gets well under half a core, so
+    # each 0.5 s of CPU takes over a second of wall-clock time. Limits count CPU time.
+    path = write_layout(tmp_path, SLOW_BUT_LEGAL, "file")
+    options = GradeOptions(limits=Limits(**TEST_LIMITS), allow_unisolated=True)
+    with Grader(options) as grader:
+        alone = grader.grade(path, use_pytest=False)
+        burners = []
+        for _ in range(4):
+            pid = os.fork()
+            if pid == 0:
+                try:
+                    _burn()
+                finally:
+                    os._exit(0)
+            burners.append(pid)
+        try:
+            loaded = grader.grade(path, use_pytest=False)
+        finally:
+            for pid in burners:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+    assert alone.score == alone.max_score
+    assert loaded.score == alone.score, [t.output for t in loaded.tests if t.score < t.max_score]
+
+
+BURN_AT_IMPORT = append(
+    REFERENCE_SOURCE,
+    """
+    import os as _os, time as _time
+    for _ in range(20):
+        if _os.fork() == 0:
+            _os.setsid()
+            if _os.fork() == 0:
+                _end = _time.monotonic() + 30
+                while _time.monotonic() < _end:
+                    pass
+            _os._exit(0)
+    """,
+)
+
+
+@root_only
+@pytest.mark.slow
+def test_a_neighbour_burning_cpu_in_a_batch_costs_an_honest_submission_nothing(tmp_path):
+    subs = tmp_path / "subs"
+    write_layout(subs, SLOW_BUT_LEGAL, "file", name="honest")
+    write_layout(subs, BURN_AT_IMPORT, "file", name="burner")
+    options = GradeOptions(limits=Limits(**TEST_LIMITS), allow_unisolated=True)
+    alone = batch.grade_all(subs, tmp_path / "alone", options, jobs=1, progress=False)
+    together = batch.grade_all(subs, tmp_path / "together", options, jobs=2, progress=False)
+    score = {o.submission: o.score for o in alone.outcomes}
+    assert score["honest"] == alone.outcomes[0].max_score
+    assert {o.submission: o.score for o in together.outcomes}["honest"] == score["honest"]
+
+
+FILL_SHM = """
+import os
+written = 0
+try:
+    for i in range({files}):
+        with open(f"/dev/shm/autograder-fill-{{os.getpid()}}-{{i}}", "wb") as fh:
+            fh.write(b"x" * (16 << 20))
+        written += 1
+        print("WROTE", written, flush=True)
+except OSError as exc:
+    print("STOPPED", exc, flush=True)
+"""
+
+
+@root_only
+def test_memory_in_shared_memory_files_counts_against_the_run(tmp_path):
+    # A tmpfs file belongs to no process: only the run's cgroup can count it.
+    limits = Limits(**{**TEST_LIMITS, "memory_bytes": 256 << 20})
+    options = GradeOptions(sandbox="uid", limits=limits)
+    fill = append(REFERENCE_SOURCE, FILL_SHM.format(files=64))  # 1 GiB
+    small = append(REFERENCE_SOURCE, FILL_SHM.format(files=2))  # 32 MiB: the honest twin
+    with Grader(options) as grader:
+        if not grader.zygote().launched.facts.get("cgroup"):
+            pytest.skip("no cgroup here")
+        twin = grader.grade(write_layout(tmp_path / "twin", small, "file"), use_pytest=False)
+        bad = grader.grade(write_layout(tmp_path / "bad", fill, "file"), use_pytest=False)
+    assert twin.score == twin.max_score
+    counts = [int(x.split()[1]) for x in bad.student_output.splitlines() if x.startswith("WROTE")]
+    # The run's cgroup holds 256 MiB plus the zygote's allowance: never 1 GiB.
+    assert max(counts, default=0) * 16 < 640
+    assert bad.score < twin.score
+    assert not [p for p in Path("/dev/shm").iterdir() if p.name.startswith("autograder-fill-")]

@@ -432,3 +432,116 @@ def test_weaker_levels_still_kill_every_leftover(tmp_path, level):
             first, last = uids.uid_range()
             found = int(out.student_output.split("FINDINGS [")[1].split("]")[0])
             assert first <= found <= last
+
+
+# ------------------------------------------------------------------ pid 1 and namespaces
+
+
+@pytest.fixture(scope="module")
+def bwrap():
+    """A grader at exactly the bubblewrap level."""
+    try:
+        grader = Grader(GradeOptions(sandbox="bwrap", limits=Limits(**TEST_LIMITS)))
+        grader.zygote()
+    except sandbox.SandboxError as exc:
+        pytest.skip(f"the bubblewrap level is not available here: {exc}")
+    yield grader
+    grader.close()
+
+
+PTRACE = """
+import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+PTRACE_ATTACH, PTRACE_DETACH = 16, 17
+
+def attach(pid):
+    if libc.ptrace(PTRACE_ATTACH, pid, None, None) == 0:
+        libc.ptrace(PTRACE_DETACH, pid, None, None)
+        return True
+    return False
+"""
+
+
+def test_the_sandbox_init_is_the_zygote_and_out_of_reach(bwrap, tmp_path):
+    # bubblewrap's own init ran as the student's uid, dumpable: ptrace it, inject code,
+    # and it outlived the run. Now pid 1 is the zygote, not dumpable.
+    hostile = relu_attack(
+        PTRACE
+        + textwrap.dedent(
+            """
+        found = []
+        with open("/proc/1/cmdline", "rb") as fh:
+            found.append("python" if b"python" in fh.read() else "not-the-zygote")
+        others = [int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) not in (1, os.getpid())]
+        found.append(f"others={len(others)}")
+        if attach(1):
+            found.append("ptrace-1")
+        for name in ("mem", "environ"):
+            try:
+                with open(f"/proc/1/{name}", "rb") as fh:
+                    fh.read(1)
+                found.append(f"read-{name}")
+            except OSError:
+                pass
+        """
+        )
+    )
+    bad, _ = grade_pair(bwrap, tmp_path, hostile)
+    line = next(x for x in bad.student_output.splitlines() if x.startswith("FINDINGS"))
+    assert line == "FINDINGS ['python', 'others=0']"
+
+
+def test_student_code_cannot_ptrace_even_its_own_child(grader, tmp_path):
+    # The syscall filter, at whatever level the shared grader runs.
+    hostile = relu_attack(
+        PTRACE
+        + textwrap.dedent(
+            """
+        import subprocess, time
+        found = []
+        # A fresh program: dumpable again after exec, unlike a plain fork of ours.
+        child = subprocess.Popen(["sleep", "5"])
+        time.sleep(0.1)
+        if attach(child.pid):
+            found.append("ptrace-child")
+        child.kill()
+        child.wait()
+        """
+        )
+    )
+    grader.zygote()
+    if not grader.isolation.get("seccomp"):
+        pytest.skip("no syscall filter here (libseccomp missing)")
+    bad = grader.grade(write_layout(tmp_path, hostile, "file"), use_pytest=False)
+    assert "FINDINGS []" in bad.student_output
+
+
+NAMESPACES = """
+import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+CLONE_NEWNS, CLONE_NEWUSER = 0x00020000, 0x10000000
+found = []
+pid = os.fork()
+if pid == 0:
+    ok = libc.unshare(CLONE_NEWUSER | CLONE_NEWNS) == 0
+    if ok and libc.mount(b"tmpfs", b"/tmp", b"tmpfs", 0, b"size=1g") == 0:
+        os._exit(2)  # a tmpfs outside every limit
+    os._exit(1 if ok else 0)
+_, status = os.waitpid(pid, 0)
+code = os.waitstatus_to_exitcode(status)
+if code:
+    found.append({1: "userns", 2: "userns+tmpfs"}[code])
+"""
+
+
+def test_no_user_namespace_and_no_mount_inside_the_sandbox(bwrap, tmp_path):
+    bad, _ = grade_pair(bwrap, tmp_path, relu_attack(NAMESPACES))
+    assert "FINDINGS []" in bad.student_output
+
+
+def test_no_user_namespace_at_any_level(grader, tmp_path):
+    grader.zygote()
+    if not grader.isolation.get("seccomp"):
+        pytest.skip("no syscall filter here (libseccomp missing)")
+    bad = grader.grade(write_layout(tmp_path, relu_attack(NAMESPACES), "file"), use_pytest=False)
+    assert "FINDINGS []" in bad.student_output
