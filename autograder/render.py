@@ -16,6 +16,7 @@ from autograder import assignment
 from autograder.checks import NOT_IMPLEMENTED_TEXT as NOT_IMPLEMENTED
 from autograder.checks import PASSED
 from autograder.report import Report
+from autograder.report_html import isolation_of
 
 RULE = "-" * 64
 
@@ -115,7 +116,7 @@ LEVEL_WORDS = {
 
 def isolation_line(report: Report) -> str:
     """One line naming the isolation level student code ran at (from the report's data)."""
-    isolation = report.to_dict().get("isolation") or {}
+    isolation = isolation_of(report)
     level = isolation.get("level") or report.sandbox or "none"
     line = f"Isolation of your code: {level}"
     if level in LEVEL_WORDS:
@@ -149,7 +150,7 @@ def gradescope(report: Report) -> str:
             "and your total score appear when grades are published."
         )
     lines.append(isolation_line(report))
-    isolation = report.to_dict().get("isolation")
+    isolation = isolation_of(report) or None
     doc = {
         "score": report.score,
         "output": "\n".join(lines),

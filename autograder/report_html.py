@@ -8,8 +8,10 @@ hidden tests included: it is for the course staff.
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import re
+from typing import Any
 
 from autograder.checks import PASSED
 from autograder.report import Report, TestEntry
@@ -34,6 +36,20 @@ pre { background: #f7f7f7; border: 1px solid #ddd; padding: 0.6em; overflow-x: a
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
+def isolation_of(report: Report) -> dict[str, Any]:
+    """The report's isolation record (``"isolation"`` in its JSON), {} when it has none.
+
+    Read from the report itself, not through ``to_dict()``, which copies every
+    test: this runs once per submission in a batch.
+    """
+    value = getattr(report, "isolation", None)
+    if isinstance(value, dict):
+        return value
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    return {}
+
+
 def _text(value: object) -> str:
     """``value`` as HTML text: escaped, with control characters spelled out (``\\x1b``)."""
     shown = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(value))
@@ -52,8 +68,7 @@ def _status(test: TestEntry) -> str:
 
 def render(report: Report, summary_link: str | None = SUMMARY_PAGE) -> str:
     """The report as one HTML page; ``summary_link`` (relative) leads back to the class."""
-    doc = report.to_dict()
-    isolation = doc.get("isolation") or {}
+    isolation = isolation_of(report)
     level = isolation.get("level") or report.sandbox or "none"
     title = f"Autograder report: {report.submission}"
     share = report.score / report.max_score if report.max_score else 0.0

@@ -18,6 +18,7 @@ from urllib.parse import quote
 from autograder import assignment
 from autograder.checks import NOT_IMPLEMENTED_TEXT, PASSED, TIMEOUT
 from autograder.report import Report, TestEntry
+from autograder.report_html import isolation_of
 
 HISTOGRAM_BINS = 10
 TOP_FAILURES = 10
@@ -116,7 +117,7 @@ class Outcome:
             problem=report.problem,
             reused=reused,
             duration_s=report.duration_s,
-            sandbox=(report.to_dict().get("isolation") or {}).get("level") or report.sandbox,
+            sandbox=isolation_of(report).get("level") or report.sandbox,
         )
 
 
