@@ -22,7 +22,7 @@ _CSS = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 60em; color: #222; }
 h1 { font-size: 1.5em; } h2 { font-size: 1.15em; margin-top: 1.6em; }
 table { border-collapse: collapse; } td, th { padding: 0.15em 0.6em; text-align: left; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 tr:nth-child(even) { background: #f4f4f4; }
 .passed { color: #2e7d32; } .failed { color: #c62828; }
 .bar { background: #4a7ebb; height: 0.9em; display: inline-block; vertical-align: middle; }
