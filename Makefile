@@ -11,6 +11,9 @@ GRADES ?= grades
 FORMAT ?= table
 GRADE_FLAGS ?=
 BENCH_FLAGS ?=
+# Isolation the platform bundles accept: auto (strongest available, refuse where student
+# code could read the expected values), strict (bubblewrap only), process (not recommended).
+SANDBOX ?= auto
 
 .PHONY: help grade test lint format handout-files check-generated clean handout gradescope autolab bench
 
@@ -20,37 +23,42 @@ help:
 	@echo "make test                      lint, drift checks and the whole test suite"
 	@echo "make handout-files             regenerate stubs and public case data from solutions/"
 	@echo "make handout                   dist/handout.tar.gz: what students download"
-	@echo "make gradescope                dist/gradescope/autograder.zip"
-	@echo "make autolab                   dist/autolab/autograde.tar and autograde-Makefile"
+	@echo "make gradescope [SANDBOX=...]  dist/gradescope/autograder.zip"
+	@echo "make autolab [SANDBOX=...]     dist/autolab/autograde.tar and autograde-Makefile"
 	@echo "make bench                     throughput benchmark of batch grading (takes minutes)"
 	@echo "make format                    apply ruff's formatting and fixes"
 
-# Base install: what grading needs.
+# Base install: what grading needs. pip is quiet, so say what the wait is for.
 $(VENV)/.installed-base: pyproject.toml
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@$(PY) -m pip install --quiet --disable-pip-version-check -e .
-	@touch $@
+	@echo "Setting up $(VENV) (first run, or pyproject.toml changed): installing numpy, scipy,"
+	@echo "pytest, pytest-json-report and nbformat; this takes a minute or so..."
+	@test -x "$(PY)" || "$(PYTHON)" -m venv "$(VENV)"
+	@"$(PY)" -m pip install --quiet --disable-pip-version-check -e .
+	@echo "$(VENV) is ready."
+	@touch "$@"
 
 # Development install: base plus test and lint tools.
 $(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed-base
-	@$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
-	@touch $@
+	@echo "Installing the test and lint tools into $(VENV) (first run only)..."
+	@"$(PY)" -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch "$@"
 
+# Paths are quoted: SUBMISSION="a path with spaces" works.
 grade: $(VENV)/.installed-base
 ifneq ($(strip $(SUBMISSIONS)),)
-	@$(PY) -m autograder grade-all $(SUBMISSIONS) -o $(GRADES) $(GRADE_FLAGS)
+	@"$(PY)" -m autograder grade-all "$(SUBMISSIONS)" -o "$(GRADES)" $(GRADE_FLAGS)
 else
-	@$(PY) -m autograder grade $(SUBMISSION) --format $(FORMAT) $(GRADE_FLAGS)
+	@"$(PY)" -m autograder grade "$(SUBMISSION)" --format "$(FORMAT)" $(GRADE_FLAGS)
 endif
 
 handout: $(VENV)/.installed-base
-	$(PY) -m autograder.bundles handout
+	"$(PY)" -m autograder.bundles handout
 
 gradescope: $(VENV)/.installed-base
-	$(PY) -m autograder.bundles gradescope
+	"$(PY)" -m autograder.bundles gradescope --sandbox "$(SANDBOX)"
 
 autolab: $(VENV)/.installed-base
-	$(PY) -m autograder.bundles autolab
+	"$(PY)" -m autograder.bundles autolab --sandbox "$(SANDBOX)"
 
 # Not part of `make test`: it grades thousands of submissions and prints the rates.
 bench: $(VENV)/.installed-base

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 
-from autograder import assignment, sandbox, submission
+from autograder import assignment, report_html, sandbox, submission
 from autograder import summary as summary_mod
 from autograder.bundles import write_bytes_atomic
 from autograder.checks import TestSpec
@@ -176,6 +176,12 @@ def content_hash(identity: str, sub: submission.Submission) -> str:
 # ------------------------------------------------------------------ reports
 
 
+def write_report(outdir: Path, name: str, report: Report, digest: str | None = None) -> None:
+    """Write ``OUTDIR/<name>.json`` and, next to it, the same report as ``<name>.html``."""
+    write_atomic(outdir / f"{name}.json", report_json(report, digest))
+    write_atomic(outdir / summary_mod.report_page(name), report_html.render(report))
+
+
 def report_json(report: Report, digest: str | None) -> str:
     """The report as ``grade --format json`` writes it, plus the content hash."""
     doc = report.to_dict()
@@ -204,7 +210,7 @@ def _previous(path: Path) -> dict | None:
 def grade_entry(
     grader: Grader, identity: str, entry: Entry, outdir: Path, force: bool = False
 ) -> Outcome:
-    """Grade one entry (or reuse its unchanged report) and write ``OUTDIR/<name>.json``."""
+    """Grade one entry (or reuse its unchanged report); write ``OUTDIR/<name>.json`` and ``.html``."""
     started = time.perf_counter()
     target = outdir / f"{entry.name}.json"
     try:
@@ -212,17 +218,21 @@ def grade_entry(
     except submission.SubmissionError as exc:
         report = unusable_report(entry.name, str(exc), grader.specs, grader.plan.level)
         report.duration_s = time.perf_counter() - started
-        write_atomic(target, report_json(report, None))
+        write_report(outdir, entry.name, report)
         return Outcome.from_report(report)
     sub.name = entry.name
     digest = content_hash(identity, sub)
     previous = None if force else _previous(target)
     if previous is not None and reusable(previous, digest, grader.plan.level):
         with contextlib.suppress(KeyError, TypeError, ValueError):
-            return Outcome.from_report(Report.from_dict(previous), reused=True)
+            kept = Report.from_dict(previous)
+            page = outdir / summary_mod.report_page(entry.name)
+            if not page.is_file():  # a report from before HTML pages existed
+                write_atomic(page, report_html.render(kept))
+            return Outcome.from_report(kept, reused=True)
     report = grader.grade_submission(sub, use_pytest=False)
     report.duration_s = time.perf_counter() - started
-    write_atomic(target, report_json(report, digest))
+    write_report(outdir, entry.name, report, digest)
     return Outcome.from_report(report)
 
 
@@ -264,7 +274,7 @@ def _worker_main(conn: Connection, options: GradeOptions, outdir: Path, force: b
                 problem = f"internal grader error while grading: {type(exc).__name__}: {exc}"
                 report = unusable_report(entry.name, problem, grader.specs, grader.plan.level)
                 with contextlib.suppress(OSError):
-                    write_atomic(outdir / f"{entry.name}.json", report_json(report, None))
+                    write_report(outdir, entry.name, report)
                 outcome = Outcome.from_report(report)
                 grader.close()
                 grader = Grader(options)
@@ -383,7 +393,7 @@ def run_pool(
         entry = entries[index]
         report = unusable_report(entry.name, problem, specs, level)
         with contextlib.suppress(OSError):
-            write_atomic(outdir / f"{entry.name}.json", report_json(report, None))
+            write_report(outdir, entry.name, report)
         record(index, Outcome.from_report(report))
 
     def replace(worker: _Worker, reason: str) -> None:
@@ -482,7 +492,7 @@ def write_outputs(
     written = [outdir / GRADEBOOK, outdir / SUMMARY_TEXT, outdir / SUMMARY_HTML]
     write_atomic(written[0], gradebook_csv(outcomes))
     write_atomic(written[1], summary_mod.render_text(class_summary))
-    write_atomic(written[2], summary_mod.render_html(class_summary, title))
+    write_atomic(written[2], summary_mod.render_html(class_summary, title, outcomes))
     notes = []
     try:
         charts = summary_mod.render_charts(class_summary)

@@ -1,6 +1,7 @@
 """Build what ships: the student handout and the Gradescope and Autolab autograders.
 
     python -m autograder.bundles handout|gradescope|autolab|all [--dist DIR]
+                                 [--sandbox auto|strict|process]
 
 * ``dist/handout.tar.gz``: the stubs, the autograder without the hidden cases
   (it grades the public cases from their data file), the notebook when there
@@ -11,8 +12,13 @@
 
 No bundle carries the reference: the platform bundles ship precomputed
 expected values (``autograder/data/all_cases.json``), which the grader uses
-when the reference is absent. Archives are reproducible (sorted entries,
-fixed times and owners) and written atomically.
+when the reference is absent. Each platform bundle carries ``platform.json``,
+the sandbox policy its runner applies (``--sandbox``): ``auto`` grades at the
+strongest level the platform allows and refuses where student code could
+read the expected values, ``strict`` accepts bubblewrap only, ``process``
+also accepts running student code as the grader's own user (the instructor's
+explicit choice; the output then says so). Archives are reproducible (sorted
+entries, fixed times and owners) and written atomically.
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ HANDOUT_FILES = (
     "README.md",
     "Makefile",
     "requirements.txt",
+    "requirements-notebook.txt",
     ".github/workflows/grade.yml",
     "mytorch/__init__.py",
     "mytorch/nn/__init__.py",
@@ -51,6 +58,8 @@ HANDOUT_FILES = (
 )
 OPTIONAL_HANDOUT_FILES = ("activations.ipynb",)
 HANDOUT_PREFIX = "handout/"
+# Sandbox policies of the platform bundles (platform.json), strongest first.
+SANDBOX_POLICIES = ("auto", "strict", "process")
 EXECUTABLE = 0o755
 REGULAR = 0o644
 # A fixed time for every archive entry (2020-01-01): the same inputs give the same bytes.
@@ -175,12 +184,22 @@ def handout_files() -> Files:
     return files
 
 
-def gradescope_files() -> Files:
+def platform_config(sandbox: str) -> bytes:
+    """``platform.json``: the sandbox policy the platform runner applies."""
+    if sandbox not in SANDBOX_POLICIES:
+        raise BundleError(
+            f"unknown sandbox policy {sandbox!r}: choose one of {', '.join(SANDBOX_POLICIES)}"
+        )
+    return (json.dumps({"sandbox": sandbox}, indent=2) + "\n").encode()
+
+
+def gradescope_files(sandbox: str = "auto") -> Files:
     """The contents of Gradescope's autograder.zip (setup.sh and run_autograder at the root)."""
     files: Files = {
         "setup.sh": (_template("gradescope-setup.sh"), EXECUTABLE),
         "run_autograder": (_template("gradescope-run_autograder"), EXECUTABLE),
         "platform_run.py": (_template("platform_run.py"), EXECUTABLE),
+        "platform.json": (platform_config(sandbox), REGULAR),
         "requirements.txt": (requirements(), REGULAR),
     }
     files.update(package_files(all_cases=True))
@@ -193,10 +212,11 @@ def zero_score_line() -> str:
     return json.dumps({"scores": scores, "scoreboard": [0.0]})
 
 
-def autolab_files() -> tuple[Files, bytes]:
+def autolab_files(sandbox: str = "auto") -> tuple[Files, bytes]:
     """The contents of autograde.tar (under ``autograde/``) and the autograde-Makefile."""
     files: Files = {
         "autograde/platform_run.py": (_template("platform_run.py"), EXECUTABLE),
+        "autograde/platform.json": (platform_config(sandbox), REGULAR),
         "autograde/requirements.txt": (requirements(), REGULAR),
     }
     for name, content in package_files(all_cases=True).items():
@@ -271,8 +291,8 @@ def write_bytes_atomic(path: Path, data: bytes, mode: int = REGULAR) -> None:
 # ------------------------------------------------------------------ builders
 
 
-def build_handout(dist: Path = DIST) -> list[Path]:
-    """``dist/handout.tar.gz``."""
+def build_handout(dist: Path = DIST, sandbox: str = "auto") -> list[Path]:
+    """``dist/handout.tar.gz`` (``sandbox`` does not apply: students grade public cases)."""
     check_generated()
     target = dist / "handout.tar.gz"
     files = handout_files()
@@ -281,20 +301,20 @@ def build_handout(dist: Path = DIST) -> list[Path]:
     return [target]
 
 
-def build_gradescope(dist: Path = DIST) -> list[Path]:
+def build_gradescope(dist: Path = DIST, sandbox: str = "auto") -> list[Path]:
     """``dist/gradescope/autograder.zip``."""
     check_generated()
     target = dist / "gradescope" / "autograder.zip"
-    files = gradescope_files()
+    files = gradescope_files(sandbox)
     check_contents(files, student=False)
     write_bytes_atomic(target, zip_bytes(files))
     return [target]
 
 
-def build_autolab(dist: Path = DIST) -> list[Path]:
+def build_autolab(dist: Path = DIST, sandbox: str = "auto") -> list[Path]:
     """``dist/autolab/autograde.tar`` and ``dist/autolab/autograde-Makefile``."""
     check_generated()
-    files, makefile = autolab_files()
+    files, makefile = autolab_files(sandbox)
     check_contents(files, student=False)
     tar_path = dist / "autolab" / "autograde.tar"
     make_path = dist / "autolab" / "autograde-Makefile"
@@ -315,11 +335,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--dist", default=str(DIST), metavar="DIR", help="output directory (default: dist)"
     )
+    parser.add_argument(
+        "--sandbox",
+        default="auto",
+        choices=SANDBOX_POLICIES,
+        help="isolation the platform bundles accept: auto (the strongest available; refuse "
+        "where student code could read the expected values), strict (bubblewrap only) or "
+        "process (also run student code as the grader's own user; not recommended)",
+    )
     args = parser.parse_args(argv)
     names = list(BUILDERS) if args.bundle == "all" else [args.bundle]
     try:
         for name in names:
-            for path in BUILDERS[name](Path(args.dist)):
+            for path in BUILDERS[name](Path(args.dist), args.sandbox):
                 print(f"wrote {path}")
     except (BundleError, OSError, ValueError) as exc:
         print(f"bundles: error: {exc}", file=sys.stderr)

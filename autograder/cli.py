@@ -320,6 +320,34 @@ def cmd_handout(args: argparse.Namespace) -> int:
     return 0
 
 
+BACKUP_DIR = "backups"
+
+
+def _keep_backup(module: Path, folder: Path) -> Path:
+    """Copy ``module`` to the next free ``folder/<name>.N`` (1, 2, ...) and return that path.
+
+    Every generation is kept (a second export must not lose hand-written work),
+    and outside ``mytorch/``, so no backup ever goes into the handin.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    data = module.read_bytes()
+    taken = [
+        int(p.name.rsplit(".", 1)[1])
+        for p in folder.glob(f"{module.name}.*")
+        if p.name.rsplit(".", 1)[1].isdigit()
+    ]
+    n = max(taken, default=0) + 1
+    while True:
+        backup = folder / f"{module.name}.{n}"
+        try:
+            with backup.open("xb") as fh:  # exclusive: never overwrite a backup
+                fh.write(data)
+        except FileExistsError:
+            n += 1
+            continue
+        return backup
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     """``autograder export``: notebook definitions -> the module a handin carries."""
     from autograder import notebook_source, submission
@@ -331,8 +359,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     text = notebook_source.notebook_to_module(submission._read_file(path), path.name)
     out = Path(args.output)
     if out.exists() and out.read_text(encoding="utf-8", errors="replace") != text:
-        backup = out.with_name(out.name + ".bak")
-        backup.write_bytes(out.read_bytes())
+        # Next to the notebook, never in the module's folder (which the handin packs).
+        backup = _keep_backup(out, path.parent / BACKUP_DIR)
         print(f"kept the previous {out} as {backup}")
     write_atomic(out, text)
     print(f"wrote {out} from {path}")

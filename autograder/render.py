@@ -16,6 +16,7 @@ from autograder import assignment
 from autograder.checks import NOT_IMPLEMENTED_TEXT as NOT_IMPLEMENTED
 from autograder.checks import PASSED
 from autograder.report import Report
+from autograder.report_html import isolation_of
 
 RULE = "-" * 64
 
@@ -105,19 +106,61 @@ def as_json(report: Report) -> str:
 
 # Gradescope shows public tests at once and hidden ones once grades are published.
 GRADESCOPE_VISIBILITY = {"public": "visible", "hidden": "after_published"}
+# What each isolation level means for the student reading the output.
+LEVEL_WORDS = {
+    "bwrap": "bubblewrap sandbox, as a separate unprivileged user",
+    "uid": "a separate unprivileged user",
+    "process": "a separate process of the grader's own user",
+}
+
+
+def isolation_line(report: Report) -> str:
+    """One line naming the isolation level student code ran at (from the report's data)."""
+    isolation = isolation_of(report)
+    level = isolation.get("level") or report.sandbox or "none"
+    line = f"Isolation of your code: {level}"
+    if level in LEVEL_WORDS:
+        line += f" ({LEVEL_WORDS[level]})"
+    if "seccomp" in isolation:
+        line += f"; syscall filter {'on' if isolation['seccomp'] else 'off'}"
+    return line + "."
 
 
 def gradescope(report: Report) -> str:
-    """results.json in Gradescope's autograder format."""
-    summary = f"Score {report.score:g} / {report.max_score:g}."
-    if report.problem:
-        summary = report.problem + "\n" + summary
+    """results.json in Gradescope's autograder format.
+
+    Gradescope shows the top-level ``output`` at once, whatever the tests'
+    visibility, and hides the total score from students while any test is
+    hidden. So ``output`` speaks only of the public tests and the isolation
+    level, and says of the hidden tests only how many there are and what they
+    are worth. There is no ``execution_time``: a hidden case that timed out
+    would show in it. ``extra_data`` (stored, not shown) carries the isolation
+    record for the course staff.
+    """
+    public = [t for t in report.tests if t.visibility == "public"]
+    hidden = [t for t in report.tests if t.visibility != "public"]
+    lines = [report.problem] if report.problem else []
+    earned = round(sum(t.score for t in public), 4)
+    available = round(sum(t.max_score for t in public), 4)
+    lines.append(f"Public tests: {earned:g} / {available:g} points.")
+    if hidden:
+        worth = round(sum(t.max_score for t in hidden), 4)
+        lines.append(
+            f"Hidden tests: {len(hidden)}, worth {worth:g} points, graded now; their results "
+            "and your total score appear when grades are published."
+        )
+    lines.append(isolation_line(report))
+    isolation = isolation_of(report) or None
     doc = {
         "score": report.score,
-        "execution_time": round(report.duration_s, 3),
-        "output": summary,
+        "output": "\n".join(lines),
         "output_format": "text",
         "stdout_visibility": "hidden",
+        "extra_data": {
+            "sandbox": report.sandbox,
+            "isolation": isolation,
+            "hidden_graded": report.hidden_graded,
+        },
         "tests": [
             {
                 "name": t.name,
@@ -129,7 +172,8 @@ def gradescope(report: Report) -> str:
                 "visibility": GRADESCOPE_VISIBILITY[t.visibility],
                 "tags": [t.activation, t.phase],
             }
-            for t in report.tests
+            # Public tests first: the student's numbered list has no gaps.
+            for t in public + hidden
         ],
     }
     return json.dumps(doc, indent=2) + "\n"

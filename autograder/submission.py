@@ -55,7 +55,8 @@ class Submission:
 
 def submission_name(path: Path) -> str:
     """The submission's name: the entry without its extension(s)."""
-    name = path.name
+    # `.` (or `..`) has no name of its own: use the folder's, not "".
+    name = path.resolve().name if path.name in ("", "..") else path.name
     for suffix in (".tar.gz", ".tgz", ".tar", ".zip", ".ipynb", ".py"):
         if name.endswith(suffix) and len(name) > len(suffix):
             return name[: -len(suffix)]

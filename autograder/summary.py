@@ -13,10 +13,12 @@ import io
 import statistics
 from collections import Counter
 from dataclasses import dataclass, field
+from urllib.parse import quote
 
 from autograder import assignment
 from autograder.checks import NOT_IMPLEMENTED_TEXT, PASSED, TIMEOUT
 from autograder.report import Report, TestEntry
+from autograder.report_html import isolation_of
 
 HISTOGRAM_BINS = 10
 TOP_FAILURES = 10
@@ -91,6 +93,7 @@ class Outcome:
     problem: str = ""
     reused: bool = False  # the report of an unchanged submission was kept
     duration_s: float = 0.0
+    sandbox: str = ""  # the isolation level student code ran at
 
     @classmethod
     def from_report(cls, report: Report, reused: bool = False) -> Outcome:
@@ -114,6 +117,7 @@ class Outcome:
             problem=report.problem,
             reused=reused,
             duration_s=report.duration_s,
+            sandbox=isolation_of(report).get("level") or report.sandbox,
         )
 
 
@@ -295,7 +299,7 @@ _CSS = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 60em; color: #222; }
 h1 { font-size: 1.5em; } h2 { font-size: 1.15em; margin-top: 1.6em; }
 table { border-collapse: collapse; } td, th { padding: 0.15em 0.6em; text-align: left; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 .bar { background: #4a7ebb; height: 0.9em; display: inline-block; vertical-align: middle; }
 .low { background: #c0504d; }
 tr:nth-child(even) { background: #f4f4f4; }
@@ -307,8 +311,45 @@ def _html_bar(share: float, width_em: float = 20.0) -> str:
     return f'<span class="{cls}" style="width:{width_em * share:.2f}em"></span>'
 
 
-def render_html(s: ClassSummary, title: str = "Class summary") -> str:
-    """The summary as one self-contained HTML page (no scripts, no external files)."""
+def report_page(name: str) -> str:
+    """The file name of a submission's HTML report, next to its JSON (``<name>.html``)."""
+    return f"{name}.html"
+
+
+def by_score(outcomes: list[Outcome]) -> list[Outcome]:
+    """The submissions, best score first (then by name)."""
+    return sorted(outcomes, key=lambda o: (-o.score, o.submission))
+
+
+def _submissions_html(outcomes: list[Outcome]) -> list[str]:
+    """The class list: one row per submission, best first, linking to its own report."""
+    e = html.escape
+    out = [
+        "<h2>Submissions</h2><p>Best score first; each name opens that submission's report.</p>",
+        '<table id="submissions"><tr><th>#</th><th>submission</th><th>score</th><th></th>'
+        "<th>sandbox</th><th>note</th></tr>",
+    ]
+    for rank, o in enumerate(by_score(outcomes), start=1):
+        share = o.score / o.max_score if o.max_score else 0.0
+        href = e(quote(report_page(o.submission)))
+        note = f"not graded: {o.problem}" if o.problem else ("unchanged" if o.reused else "")
+        out.append(
+            f'<tr><td class="num">{rank}</td><td><a href="{href}">{e(o.submission)}</a></td>'
+            f'<td class="num">{o.score:g} / {o.max_score:g}</td><td>{_html_bar(share, 10.0)}</td>'
+            f"<td>{e(o.sandbox or 'none')}</td><td>{e(note)}</td></tr>"
+        )
+    out.append("</table>")
+    return out
+
+
+def render_html(
+    s: ClassSummary, title: str = "Class summary", outcomes: list[Outcome] | None = None
+) -> str:
+    """The summary as one self-contained HTML page (no scripts, no external files).
+
+    With ``outcomes``, it ends with the class list, linking each submission to
+    its report page (:func:`report_page`).
+    """
     e = html.escape
     out = [
         "<!DOCTYPE html>",
@@ -318,7 +359,9 @@ def render_html(s: ClassSummary, title: str = "Class summary") -> str:
         f"<p>{s.count} submissions"
         + (f", {len(s.unusable)} unusable (scored 0)" if s.unusable else "")
         + (f"; {s.reused} unchanged since their last grading" if s.reused else "")
-        + ".</p>",
+        + "."
+        + (' <a href="#submissions">Each submission\'s report &darr;</a>' if outcomes else "")
+        + "</p>",
     ]
     if s.count:
         out.append(
@@ -369,6 +412,8 @@ def render_html(s: ClassSummary, title: str = "Class summary") -> str:
             f"<tr><td>{e(name)}</td><td>{e(problem)}</td></tr>" for name, problem in s.unusable
         )
         out.append("</table>")
+    if outcomes:
+        out += _submissions_html(outcomes)
     out.append("</body></html>")
     return "\n".join(out) + "\n"
 

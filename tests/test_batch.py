@@ -440,7 +440,7 @@ def test_make_grade_with_submissions_runs_grade_all(tmp_path):
         timeout=60,
     )
     assert result.returncode == 0
-    assert f"-m autograder grade-all {tmp_path} -o out" in result.stdout
+    assert f'-m autograder grade-all "{tmp_path}" -o "out"' in result.stdout
 
 
 @pytest.mark.slow

@@ -61,7 +61,8 @@ def test_gradescope_format_follows_the_specification(tmp_path):
     assert result.returncode == 0 and result.stdout == ""
     doc = json.loads(out.read_text())
     assert doc["score"] == 4.0
-    assert isinstance(doc["execution_time"], int | float)
+    # No execution_time: students may see it, and a hidden case's timeout would show in it.
+    assert "execution_time" not in doc
     for test in doc["tests"]:
         assert set(test) >= {"name", "score", "max_score", "status", "output", "visibility"}
         assert test["status"] in ("passed", "failed")

@@ -14,7 +14,7 @@ import re
 import sys
 
 import pytest
-from helpers import REFERENCE_SOURCE
+from helpers import REFERENCE_SOURCE, notebook
 
 from autograder import (
     assignment,
@@ -133,6 +133,30 @@ def test_filled_notebook_grades_and_exports_to_full_marks(grader, tmp_path):
     out = tmp_path / "mytorch" / "nn" / "activation.py"
     assert cli.main(["export", str(path), "-o", str(out)]) == 0
     assert grader.grade(out, use_pytest=False).score == 100.0
+
+
+def test_export_keeps_every_previous_module_outside_the_handin(tmp_path, capsys):
+    import nbformat
+
+    # The handout's layout: the notebook next to mytorch/, whose contents the handin packs.
+    module = tmp_path / "mytorch" / "nn" / "activation.py"
+    module.parent.mkdir(parents=True)
+    module.write_text("# hand-written work\n")
+    path = tmp_path / "activations.ipynb"
+    first = REFERENCE_SOURCE.replace("class Identity:", "class Identity:  # first", 1)
+    second = REFERENCE_SOURCE.replace("class Identity:", "class Identity:  # second", 1)
+    for source in (first, second, second):
+        nbformat.write(nbformat.from_dict(notebook(source)), path)
+        assert cli.main(["export", str(path), "-o", str(module)]) == 0
+    backups = tmp_path / "backups"  # the name the handout README gives
+    kept = sorted(p.name for p in backups.iterdir())
+    # Two changes, two generations; the third export changed nothing and kept nothing.
+    assert kept == ["activation.py.1", "activation.py.2"]
+    assert (backups / "activation.py.1").read_text() == "# hand-written work\n"
+    assert "# first" in (backups / "activation.py.2").read_text()
+    assert "# second" in module.read_text()
+    assert [p.name for p in module.parent.iterdir()] == ["activation.py"]
+    assert "backups/activation.py.2" in capsys.readouterr().out
 
 
 # ---------------------------------------------------------------- the check cells' module

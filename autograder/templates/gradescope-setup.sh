@@ -31,3 +31,5 @@ fi
 /autograder/venv/bin/python -m pip install --quiet --disable-pip-version-check \
     -r /autograder/source/requirements.txt
 /autograder/venv/bin/python -c 'import numpy, scipy, pytest, pytest_jsonreport, nbformat'
+# Student code runs as another user and imports the Python runtime from this venv.
+chmod -R go+rX /autograder/venv

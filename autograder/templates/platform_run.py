@@ -1,29 +1,38 @@
 #!/usr/bin/env python3
-"""Grade one submission on a grading platform and always leave a valid result.
+"""Grade one submission on a grading platform, fail closed, and always leave a valid result.
 
 Shipped at the root of the Gradescope and Autolab bundles, next to the
-``autograder`` package:
+``autograder`` package and ``platform.json`` (the sandbox policy chosen when
+the bundle was built):
 
     python3 platform_run.py gradescope [--submission DIR] [--results FILE]
     python3 platform_run.py autolab [HANDIN]
 
-The grader runs in a child process with an overall time limit. Whatever
-happens to it (an unusable submission, a crash, a hang, a grader that cannot
-start), the platform still gets a well-formed result: Gradescope a
-``results.json`` with score 0 and the reason, Autolab a last output line
-``{"scores": {...}}`` with zeros. Nothing the student's code prints reaches
-Gradescope's result, and on Autolab the score line printed last is always
-the one checked here. Standard library only: this must work even when the
-grader itself does not.
+Before the grader starts, the runner removes what the grader does not need
+(Autolab's ``autograde.tar``, once unpacked), makes the bundle private except
+the worker package (which the sandbox user must read), and makes itself
+non-dumpable. The grader then runs in a child process with an overall time
+limit, at the strongest isolation level the machine allows; it refuses
+(exit 3) when no acceptable level keeps the expected values, the grader's
+files and the results out of the student's reach, and the runner turns that
+refusal into a zero-score result telling the instructor what to change.
+
+Whatever happens (an unusable submission, a crash, a hang, a refusal, a
+grader that cannot start), the platform still gets a well-formed result:
+Gradescope a ``results.json``, Autolab a last output line
+``{"scores": {...}, "scoreboard": [...]}`` checked here. Standard library
+only: this must work even when the grader itself does not.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -31,11 +40,135 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent  # holds the autograder package
+CONFIG_FILE = ROOT / "platform.json"
+CASE_DATA = ROOT / "autograder" / "data" / "all_cases.json"
+# What the sandbox user must be able to read: the worker (a package once split
+# along the trust boundary, a single module before). Nothing else of the bundle.
+WORKER_PATHS = ("autograder/worker", "autograder/worker.py")
 TIMEOUT_ENV = "AUTOGRADER_PLATFORM_TIMEOUT"
 # Overall limits, below the platforms' own defaults (Autolab: 180 s) so we answer first.
 DEFAULT_TIMEOUT = {"gradescope": 600.0, "autolab": 150.0}
 SUBMISSION_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".zip", ".ipynb", ".py")
 MAX_REASON = 500
+# The grader's exit status and message prefix when it refuses to grade here.
+REFUSED = 3
+REFUSAL_PREFIX = "autograder: cannot grade here: "
+# The job's copy of the bundle on Autolab, and the copy Tango's Docker back end
+# leaves in the volume it mounts at /home/mount (a file of the Tango host user).
+AUTOLAB_ARCHIVE = "autograde.tar"
+TANGO_COPIES = ("/home/mount/autograde.tar",)
+SANDBOX_POLICIES = ("auto", "strict", "process")
+PR_SET_DUMPABLE = 4
+
+GRADESCOPE_ADVICE = (
+    "Gradescope runs the autograder as root, so student code should at least run as a "
+    "separate unprivileged user: check that the image was built from this bundle's setup.sh, "
+    "that /autograder/venv and the system Python are readable by other users, and that "
+    "nothing else was added to the bundle. Rebuilding with `make gradescope SANDBOX=process` "
+    "grades anyway, with student code able to read the expected values."
+)
+UNUSABLE_TEXT = "Your submission could not be graded: {reason}\nScore 0."
+REFUSED_TEXT = (
+    "Your submission was not graded: this autograder could not run your code safely on "
+    "the grading machine. This is a problem of the course's autograder set-up, not of your "
+    "code; the course staff can see the details and can regrade it."
+)
+PROCESS_POLICY_NOTE = (
+    "Note: this autograder was built to accept the weakest isolation level (process): "
+    "when nothing stronger is available, student code runs as the grader's own user."
+)
+AUTOLAB_ADVICE = (
+    "Use a grading image where bubblewrap can start (install bubblewrap and allow user "
+    "namespaces in the container), or let the job run as root so student code can run as "
+    "another user. The same-user defence needs every copy of the bundle's data to be "
+    "removable or unreadable: make the job's files (autograde.tar and the volume Tango "
+    "mounts) unreadable to the grading user, or rebuild with `make autolab SANDBOX=process` "
+    "to grade anyway, with student code able to read the expected values."
+)
+
+
+# ------------------------------------------------------------------ set-up
+
+
+def load_policy() -> str:
+    """The sandbox policy chosen at build time (``make ... SANDBOX=...``); auto by default."""
+    try:
+        policy = json.loads(CONFIG_FILE.read_text(encoding="utf-8")).get("sandbox", "auto")
+    except (OSError, ValueError, AttributeError):
+        return "auto"
+    return policy if policy in SANDBOX_POLICIES else "auto"
+
+
+def grader_options(platform: str, policy: str, protect: list[Path]) -> list[str]:
+    """The isolation options of ``autograder grade`` for this platform and policy."""
+    options = ["--sandbox", "strict" if policy == "strict" else "auto"]
+    if policy == "process":
+        options.append("--allow-unisolated")
+    if platform == "autolab":
+        # Student code may run as the grader's own user there: load every expected
+        # value, delete the data, then check that the child can open none of it.
+        options.append("--remove-case-data")
+    for path in protect:
+        options += ["--protect", str(path)]
+    return options
+
+
+def _chmod(path: Path, mode: int) -> None:
+    # A file we do not own keeps its mode; the grader's self-check judges the result.
+    with contextlib.suppress(OSError):
+        os.chmod(path, mode, follow_symlinks=False)
+
+
+def secure_bundle(root: Path = ROOT) -> None:
+    """Make the bundle private to its owner, except the worker the sandbox user must read.
+
+    Every file becomes owner-only; ``root`` and ``root/autograder`` stay
+    traversable (not listable) by others so the sandbox user can reach the
+    worker package, which alone is world-readable.
+    """
+    for path in [root, *root.rglob("*")]:
+        if path.is_symlink():
+            continue
+        mode = path.stat().st_mode
+        private = 0o700 if stat.S_ISDIR(mode) or mode & stat.S_IXUSR else 0o600
+        _chmod(path, private)
+    for rel in ("", "autograder"):
+        _chmod(root / rel, 0o711)
+    for rel in WORKER_PATHS:
+        worker = root / rel
+        if worker.is_dir():
+            for path in [worker, *worker.rglob("*")]:
+                if not path.is_symlink():
+                    _chmod(path, 0o755 if path.is_dir() else 0o644)
+        elif worker.is_file():
+            _chmod(worker, 0o644)
+
+
+def make_undumpable() -> None:
+    """No core dump, no /proc/<pid>/mem, no ptrace of this process by its own uid (Linux)."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+
+
+def remove_archives(job_dir: Path) -> list[Path]:
+    """Delete the job's bundle archive (unpacked already); return copies still readable.
+
+    What cannot be deleted is handed to the grader's self-check (``--protect``):
+    if student code could read it, grading is refused.
+    """
+    left = []
+    job_copy = job_dir / AUTOLAB_ARCHIVE
+    with contextlib.suppress(FileNotFoundError):
+        try:
+            job_copy.unlink()
+        except OSError:
+            left.append(job_copy)
+    left += [Path(p) for p in TANGO_COPIES if os.path.lexists(p)]
+    return left
+
+
+# ------------------------------------------------------------------ the grader
 
 
 def activation_names() -> list[str]:
@@ -50,10 +183,22 @@ def activation_names() -> list[str]:
     return [a.name for a in ACTIVATIONS]
 
 
-def run_grader(target: Path, fmt: str, output: Path | None, timeout: float) -> tuple[str, str, str]:
-    """Run ``autograder grade``; return (stdout, "", "") or ("", "", reason) on failure."""
+class Outcome:
+    """How a grader run ended: its stdout, or why there is no usable result."""
+
+    def __init__(self, stdout: str = "", reason: str = "", refused: bool = False) -> None:
+        self.stdout = stdout
+        self.reason = reason
+        # The grader refused to run student code here (exit 3, "cannot grade here").
+        self.refused = refused
+
+
+def run_grader(
+    target: Path, fmt: str, output: Path | None, options: list[str], timeout: float
+) -> Outcome:
+    """Run ``autograder grade`` on ``target`` and say how it ended."""
     # `-m autograder` from ROOT: the bundled package comes first on sys.path.
-    argv = [sys.executable, "-m", "autograder", "grade", str(target), "--format", fmt]
+    argv = [sys.executable, "-m", "autograder", "grade", str(target), "--format", fmt, *options]
     if output is not None:
         argv += ["-o", str(output)]
     try:
@@ -66,18 +211,21 @@ def run_grader(target: Path, fmt: str, output: Path | None, timeout: float) -> t
             start_new_session=True,
         )
     except OSError as exc:
-        return "", "", f"the autograder could not start: {exc}"
+        return Outcome(reason=f"the autograder could not start: {exc}")
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         kill_tree(proc.pid)
         proc.communicate()
-        return "", "", f"grading did not finish within {timeout:g} s"
+        return Outcome(reason=f"grading did not finish within {timeout:g} s")
     stdout = out.decode("utf-8", errors="replace")
-    stderr = err.decode("utf-8", errors="replace").strip()
+    lines = err.decode("utf-8", errors="replace").strip().splitlines()
     if proc.returncode == 0:
-        return stdout, stderr, ""
-    last = (stderr.splitlines() or [""])[-1].strip()
+        return Outcome(stdout)
+    refusal = [line for line in lines if line.startswith(REFUSAL_PREFIX)]
+    if proc.returncode == REFUSED and refusal:
+        return Outcome(reason=refusal[-1].removeprefix(REFUSAL_PREFIX)[:MAX_REASON], refused=True)
+    last = (lines or [""])[-1].strip()
     for prefix in ("autograder: error: ", "autograder: "):
         last = last.removeprefix(prefix)
     if proc.returncode < 0:
@@ -86,7 +234,7 @@ def run_grader(target: Path, fmt: str, output: Path | None, timeout: float) -> t
         reason = f"the submission cannot be graded: {last}"
     else:
         reason = f"the autograder could not grade this submission: {last or 'no message'}"
-    return "", stderr, reason[:MAX_REASON]
+    return Outcome(reason=reason[:MAX_REASON])
 
 
 def descendants(root: int) -> list[int]:
@@ -99,10 +247,11 @@ def descendants(root: int) -> list[int]:
     for entry in entries:
         try:
             with open(f"/proc/{entry}/stat", "rb") as fh:
-                stat = fh.read()
+                stat_line = fh.read()
         except OSError:
             continue
-        children.setdefault(int(stat[stat.rfind(b")") + 2 :].split()[1]), []).append(int(entry))
+        parent = int(stat_line[stat_line.rfind(b")") + 2 :].split()[1])
+        children.setdefault(parent, []).append(int(entry))
     found, stack = [], [root]
     while stack:
         for pid in children.get(stack.pop(), []):
@@ -140,6 +289,27 @@ def submission_target(directory: Path) -> Path:
     return files[0] if len(files) == 1 else directory
 
 
+def refusal_message(reason: str, advice: str) -> str:
+    """What the instructor reads when the grader refused to run student code here."""
+    return (
+        f"The autograder refused to grade here: {reason}. The submission scored 0 and its "
+        f"code was not run. What to change: {advice}"
+    )
+
+
+def missing_data_reason() -> str:
+    """Why the platform bundle cannot grade when its case data is gone ("" when present)."""
+    if CASE_DATA.is_file():
+        return ""
+    return (
+        f"the bundle's case data ({CASE_DATA.relative_to(ROOT)}) is missing: "
+        "run each job from a freshly unpacked bundle"
+    )
+
+
+# ------------------------------------------------------------------ Gradescope
+
+
 def write_atomic(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` without ever leaving a partial file."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -150,48 +320,89 @@ def write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def valid_gradescope(text: str) -> bool:
-    """Whether ``text`` is a results.json Gradescope accepts (score and tests present)."""
+def valid_gradescope(text: str) -> dict | None:
+    """The results.json document if Gradescope accepts it (score and tests present)."""
     try:
         doc = json.loads(text)
     except ValueError:
-        return False
-    return (
+        return None
+    if (
         isinstance(doc, dict)
         and isinstance(doc.get("score"), int | float)
         and isinstance(doc.get("tests"), list)
-    )
+    ):
+        return doc
+    return None
+
+
+def gradescope_zero(reason: str, refused: bool, started: float) -> dict:
+    """A valid zero-score results.json for a submission that was not graded."""
+    doc: dict = {
+        "score": 0.0,
+        "output": REFUSED_TEXT if refused else UNUSABLE_TEXT.format(reason=reason),
+        "output_format": "text",
+        "stdout_visibility": "hidden",
+        "tests": [],
+        "extra_data": {"graded": False, "refused": refused},
+    }
+    if refused:
+        # Instructors see every test; `hidden` ones never reach students. Zero points
+        # keep the student's total visible (it is 0: nothing was graded).
+        doc["tests"].append(
+            {
+                "name": "Autograder set-up (course staff only)",
+                "score": 0.0,
+                "max_score": 0.0,
+                "status": "failed",
+                "output": refusal_message(reason, GRADESCOPE_ADVICE),
+                "output_format": "text",
+                "visibility": "hidden",
+            }
+        )
+    doc["extra_data"]["runner_seconds"] = round(time.monotonic() - started, 3)
+    return doc
 
 
 def gradescope(submission: Path, results: Path, timeout: float) -> int:
     """Grade ``submission`` and write ``results``; always a valid results.json."""
     started = time.monotonic()
+    make_undumpable()
+    secure_bundle()
+    policy = load_policy()
+    # The results directory must stay out of student code's reach (checked by the grader).
+    options = grader_options("gradescope", policy, [results.parent])
+    # Without its case data the grader would fall back to the public cases only.
+    outcome = Outcome(reason=missing_data_reason())
     # The report is written in a private directory first and checked before it counts.
     with tempfile.TemporaryDirectory(prefix="autograder-results-") as tmp:
         draft = Path(tmp) / "results.json"
-        reason = ""
-        if not submission.is_dir():
-            reason = "no submission was found"
+        if outcome.reason:
+            pass
+        elif not submission.is_dir():
+            outcome = Outcome(reason="no submission was found")
         else:
-            _, _, reason = run_grader(submission_target(submission), "gradescope", draft, timeout)
-        if not reason:
+            target = submission_target(submission)
+            outcome = run_grader(target, "gradescope", draft, options, timeout)
+        if not outcome.reason:
             text = draft.read_text(encoding="utf-8") if draft.is_file() else ""
-            if valid_gradescope(text):
-                write_atomic(results, text)
-                print(f"graded: {json.loads(text)['score']:g} points")
+            doc = valid_gradescope(text)
+            if doc is not None:
+                if policy == "process":
+                    doc["output"] = f"{doc.get('output', '')}\n{PROCESS_POLICY_NOTE}".lstrip()
+                write_atomic(results, json.dumps(doc, indent=2) + "\n")
+                print(f"graded: {doc['score']:g} points")
+                print(f"isolation: {json.dumps((doc.get('extra_data') or {}).get('isolation'))}")
                 return 0
-            reason = "the autograder produced no valid result"
-    doc = {
-        "score": 0.0,
-        "execution_time": round(time.monotonic() - started, 3),
-        "output": f"Your submission could not be graded: {reason}\nScore 0.",
-        "output_format": "text",
-        "stdout_visibility": "hidden",
-        "tests": [],
-    }
+            outcome = Outcome(reason="the autograder produced no valid result")
+    doc = gradescope_zero(outcome.reason, outcome.refused, started)
     write_atomic(results, json.dumps(doc, indent=2) + "\n")
-    print(f"not graded: {reason}")
+    if outcome.refused:
+        print(refusal_message(outcome.reason, GRADESCOPE_ADVICE))
+    print(f"not graded: {outcome.reason}")
     return 0
+
+
+# ------------------------------------------------------------------ Autolab
 
 
 def _score_line(line: str, names: list[str]) -> dict | None:
@@ -217,30 +428,57 @@ def find_handin(given: str) -> Path | None:
     others = [
         p
         for p in Path.cwd().iterdir()
-        if p.is_file() and p.name not in ("autograde.tar", "Makefile", "autograde-Makefile")
+        if p.is_file() and p.name not in (AUTOLAB_ARCHIVE, "Makefile", "autograde-Makefile")
     ]
     return others[0] if len(others) == 1 else None
 
 
+def end_output_here() -> None:
+    """Cut standard output at what this process wrote, when it is a regular file.
+
+    Autolab's driver sends the job's output to a file the grading user owns;
+    student code running as that user could write past the end of it, after
+    the score line. The score line must stay the last line.
+    """
+    sys.stdout.flush()
+    with contextlib.suppress(OSError, ValueError):
+        fd = sys.stdout.fileno()
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            os.ftruncate(fd, os.lseek(fd, 0, os.SEEK_CUR))
+
+
 def autolab(handin: str, timeout: float) -> int:
     """Grade the handin; print the report, then the checked score line as the very last line."""
+    protect = remove_archives(Path.cwd())
+    make_undumpable()
+    secure_bundle()
     names = activation_names()
+    policy = load_policy()
+    if policy == "process":
+        print(PROCESS_POLICY_NOTE)
     path = find_handin(handin)
-    if path is None:
-        stdout, reason = "", f"no handin file ({handin}) was found"
+    if missing_data_reason():
+        outcome = Outcome(reason=missing_data_reason())
+    elif path is None:
+        outcome = Outcome(reason=f"no handin file ({handin}) was found")
     else:
-        stdout, _, reason = run_grader(path.resolve(), "autolab", None, timeout)
-    lines = stdout.rstrip("\n").splitlines()
-    doc = _score_line(lines[-1], names) if lines and not reason else None
+        options = grader_options("autolab", policy, protect)
+        outcome = run_grader(path.resolve(), "autolab", None, options, timeout)
+    lines = outcome.stdout.rstrip("\n").splitlines()
+    doc = _score_line(lines[-1], names) if lines and not outcome.reason else None
     if doc is None:
-        reason = reason or "the autograder produced no valid score line"
-        print(f"Your handin could not be graded: {reason}")
+        if outcome.refused:
+            print(refusal_message(outcome.reason, AUTOLAB_ADVICE))
+        else:
+            reason = outcome.reason or "the autograder produced no valid score line"
+            print(f"Your handin could not be graded: {reason}")
         print("Score 0.")
         doc = {"scores": dict.fromkeys(names, 0.0), "scoreboard": [0.0]}
     else:
         print("\n".join(lines[:-1]))
     sys.stdout.flush()
     print(json.dumps(doc))
+    end_output_here()
     return 0
 
 
