@@ -158,22 +158,38 @@ def _import_reason(run: RunOutput) -> str:
     if run.import_status == out.NOT_IMPLEMENTED:
         return "it raises NotImplementedError when it is imported"
     if run.import_status == out.ERROR:
-        if not message:
-            return "it raised an exception"
-        lines = message.splitlines()
-        # The worker's short traceback: '  File "activation.py", line 3, in <module>' lines,
-        # then 'ModuleNotFoundError: ...'. Name the innermost line of the student's file.
-        where = ""
-        for line in lines:
-            text = line.strip()
-            if text.startswith('File "') and ", line " in text:
-                name = text[len('File "') : text.index('"', len('File "'))]
-                number = text.split(", line ", 1)[1].split(",", 1)[0]
-                where = f" at line {number} of {name}"
-        return lines[-1].strip() + where
+        return _exception_line(message) if message else "it raised an exception"
     if message.startswith(_CRASH_PREFIX):
         message = message[len(_CRASH_PREFIX) :]
     return message or f"it ended with status {run.import_status}"
+
+
+# Longest exception text a headline quotes.
+_HEADLINE_CHARS = 200
+
+
+def _exception_line(traceback: str) -> str:
+    """One line from the worker's short traceback: the exception, and where in the file.
+
+    The worker writes '  File "activation.py", line 3, in <module>' lines, each
+    followed by its source line, then 'ModuleNotFoundError: ...' (which may span
+    lines); a SyntaxError has no frame of the student's and names its line itself.
+    """
+    lines = traceback.splitlines()
+    frames = [i for i, line in enumerate(lines) if line.strip().startswith('File "')]
+    where, start = "", 0
+    if frames:
+        frame = lines[frames[-1]].strip()
+        name = frame[len('File "') :].split('"', 1)[0]
+        number = frame.split(", line ", 1)[-1].split(",", 1)[0]
+        where = f" at line {number} of {name}"
+        start = frames[-1] + 1
+        if start < len(lines) and lines[start].startswith("    "):
+            start += 1  # the source line
+    text = " ".join(line.strip() for line in lines[start:] if line.strip())
+    if len(text) > _HEADLINE_CHARS:
+        text = text[: _HEADLINE_CHARS - 3] + "..."
+    return text + where
 
 
 # The runner's wording for a child that died while importing.
@@ -269,7 +285,7 @@ def judge_case(case: Case, phase: str, output: CaseOutput | None, run: RunOutput
             return CaseVerdict(case.id, status, kind=kind)
         notes = feedback.case_notes(case, phase, output, None, kind)
         # Only a phase that was not run at all fails merely because forward did.
-        follows = notes.follows_forward and kind in (rep.NOT_RUN, rep.DTYPE)
+        follows = notes.follows_forward and kind == rep.NOT_RUN
         return CaseVerdict(
             case.id, status, message, kind, notes.mistake, notes.notes, follows_forward=follows
         )

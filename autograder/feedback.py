@@ -509,9 +509,11 @@ def _warnings(output: CaseOutput, phase: str) -> list[str]:
 def numeric_kind(got: np.ndarray, expected: np.ndarray, warnings: list[str]) -> str:
     """overflow, underflow-0/0 or nan-inf when ``got`` is not finite where ``expected`` is; else "".
 
-    numpy's own warnings tell the mechanism: an overflow ("overflow encountered
-    in exp") against a 0/0 after terms underflowed to 0 silently (only "invalid
-    value encountered in divide" is raised then).
+    numpy's own warnings (recorded by the worker on public cases) tell the
+    mechanism: an overflow ("overflow encountered in exp") against a nan from
+    0/0 after terms underflowed to 0 silently (numpy ignores underflow, so only
+    "invalid value encountered in divide" is raised then). Anything else, and
+    every hidden case (no warnings recorded), is nan-inf.
     """
     expected = np.asarray(expected, dtype=np.float64)
     with np.errstate(all="ignore"):
@@ -521,7 +523,7 @@ def numeric_kind(got: np.ndarray, expected: np.ndarray, warnings: list[str]) -> 
     text = " ".join(warnings)
     if "overflow" in text:
         return report.OVERFLOW
-    if "invalid value" in text or "divide by zero" in text:
+    if "invalid value" in text and np.isnan(got[bad]).any():
         return report.UNDERFLOW
     return report.NAN_INF
 

@@ -373,6 +373,16 @@ def test_an_import_failure_is_one_headline_and_one_line_per_test(grader, tmp_pat
     assert len(section) == 1 + len(report.tests)  # the heading, then one line per test
 
 
+def test_an_exception_at_import_is_one_line_with_its_place(grader, tmp_path):
+    source = append(REFERENCE_SOURCE, "raise ValueError('first line\\nsecond line')")
+    line = len(source.rstrip("\n").splitlines())
+    report = _grade(grader, tmp_path, source)
+    assert report.import_error == (
+        f"your module did not import: ValueError: first line second line at line {line} "
+        "of activation.py"
+    )
+
+
 def test_a_syntax_error_is_a_headline(grader, tmp_path):
     report = _grade(grader, tmp_path, SYNTAX_ERROR)
     assert report.import_error.startswith("your module did not import: SyntaxError")
