@@ -53,7 +53,9 @@ def _cell(report: Report, activation: str, phases: tuple[str, ...]) -> str:
         if tests[0].status == PASSED:
             return "rule ok"
         # "x": broken; "-": not judged (forward never ran, the file did not import).
-        return "rule " + ("x" if tests[0].failure_kind == rep.RULE else "-")
+        # A report from before failure codes (schema 1) showed "x" for both.
+        kind = tests[0].failure_kind
+        return "rule " + ("x" if kind == rep.RULE or not kind else "-")
     passed = sum(t.cases_passed for t in tests)
     total = sum(t.cases_total for t in tests)
     label = "dLdbeta " if tests[0].phase == "dLdbeta" else ""
@@ -98,7 +100,10 @@ def table(report: Report) -> str:
     failures = [
         t for t in report.tests if t.status != PASSED and t.activation not in not_implemented
     ]
-    if failures:
+    if failures and all(t.failure_kind == rep.IMPORT for t in failures):
+        # The headline says why; each test's own line is in the other formats.
+        lines.append("What did not pass: every test, since your module did not import (above).")
+    elif failures:
         lines.append("What did not pass:")
         for t in failures:
             header = f"* {t.name}: {t.score:g} / {t.max_score:g} points ({t.status})"
