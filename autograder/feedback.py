@@ -762,6 +762,13 @@ FEATURES: tuple[_Feature, ...] = (
         "(no Z.shape[1], no loop over two axes).",
         "only the 3-D cases pass ({passing}).",
     ),
+    _Feature(
+        "2-D",
+        lambda c: np.asarray(c.Z).ndim == 2,
+        "only the 2-D cases fail ({failing}).",
+        "only the 2-D cases pass ({passing}) and the others fail: element-wise code must "
+        "work on any shape (no Z.shape[1], no loop over two axes).",
+    ),
 )
 
 

@@ -20,6 +20,7 @@ from autograder import outputs as out
 from autograder.outputs import CaseOutput, PhaseOutput, RunOutput
 from autograder.report import (
     CRASHED,
+    EXCEPTION,
     FAILURE_KINDS,
     IMPORT,
     MISSING,
@@ -293,6 +294,28 @@ def test_a_revealing_passing_case_is_named(grader, tmp_path):
     )
 
 
+# Two nested loops over rows and columns: right on (N, C), an exception on 1-D and 3-D.
+SIGMOID_TWO_LOOPS = _fwd(
+    "Sigmoid",
+    """
+    N, C = Z.shape
+    A = np.zeros((N, C))
+    for i in range(N):
+        for j in range(C):
+            A[i, j] = 1.0 / (1.0 + math.exp(-Z[i, j])) if Z[i, j] > -700 else 0.0
+    self.A = A
+    return A
+    """,
+)
+
+
+def test_code_that_only_works_in_2d_is_told_so(grader, tmp_path):
+    forward = by_name(_grade(grader, tmp_path, SIGMOID_TWO_LOOPS))["Sigmoid forward (public)"]
+    assert forward.failure_kind == EXCEPTION
+    assert "Where: only the 2-D cases pass" in forward.output
+    assert "element-wise code must work on any shape" in forward.output
+
+
 def test_a_parameter_mistake_is_named(grader, tmp_path):
     forward = by_name(_grade(grader, tmp_path, ELU_ALPHA_SQUARED))["ELU forward (public)"]
     assert forward.failure_kind == WRONG_VALUE and forward.mistake == ""
@@ -511,6 +534,7 @@ UNCATALOGUED = {
     "softmax-global-max": SOFTMAX_GLOBAL_MAX,
     "sigmoid-overflow": SIGMOID_OVERFLOW,
     "tanh-np-tanh": _fwd("Tanh", "self.A = np.tanh(Z)\nreturn self.A"),
+    "sigmoid-two-loops": SIGMOID_TWO_LOOPS,
 }
 
 
