@@ -66,7 +66,7 @@ def table(report: Report) -> str:
     """A per-activation summary like the CMU runner's, then each failure's details.
 
     Cells count passed cases (public and hidden together). A module that did
-    not import gets one headline at the top and one line per test.
+    not import gets one headline at the top and one line for all its tests.
     """
     lines = [RULE, f"Autograder report: {report.submission}", RULE]
     if report.import_error:

@@ -77,9 +77,10 @@ class _Finder:
                 return False
             if binding.kind == _LIB_MODULE:
                 return True
-            # N = np at module level: N is a library too.
+            # N = np: N is a library too (a method's alias may refer to its own scope).
             if binding.kind == _CODE and isinstance(binding.node, ast.Name | ast.Attribute):
-                return self.is_library(binding.node, [], depth + 1)
+                outer = [] if binding is self.module.get(node.id) else scopes
+                return self.is_library(binding.node, outer, depth + 1)
             return False
         if isinstance(node, ast.Call) and node.args:
             # __import__("numpy"), importlib.import_module("numpy")
@@ -140,6 +141,11 @@ class _Finder:
                 continue  # its body is its own scope
             elif isinstance(sub, ast.Lambda):
                 continue
+            elif isinstance(sub, ast.Assign) and isinstance(sub.value, ast.Name | ast.Attribute):
+                # N = np inside a method: N.tanh is still np.tanh.
+                for target in sub.targets:
+                    if isinstance(target, ast.Name):
+                        scope[target.id] = _Binding(_CODE, sub.value)
             elif isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Store | ast.Del):
                 scope.setdefault(sub.id, _Binding(_LOCAL))
             todo.extend(ast.iter_child_nodes(sub))

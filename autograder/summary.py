@@ -27,6 +27,10 @@ CHART_FILES = ("summary-histogram.png", "summary-activations.png")
 # ------------------------------------------------------------------ outcomes
 
 
+# The label of a failing test without a code (a report from before codes existed).
+UNCLASSIFIED = "unclassified"
+
+
 def failure_kind(test: TestEntry, public_twin: TestEntry | None = None) -> str:
     """A short label for why a test did not pass: the same label for the same mistake.
 
@@ -41,10 +45,6 @@ def failure_kind(test: TestEntry, public_twin: TestEntry | None = None) -> str:
             return failure_kind(public_twin)
         return f"hidden cases only: {test.failure_kind or UNCLASSIFIED}"
     return test.mistake or test.failure_kind or UNCLASSIFIED
-
-
-# The label of a failing test without a code (a report from before codes existed).
-UNCLASSIFIED = "unclassified"
 
 
 @dataclass

@@ -46,6 +46,7 @@ FORBIDDEN = {
     "star-import": "from numpy import *\nclass Tanh:\n    def forward(self, Z):\n        return tanh(Z)\n",
     "module-alias": "import numpy as np\nT = np.tanh\nclass Tanh:\n    def forward(self, Z):\n        return T(Z)\n",
     "module-object-alias": "import numpy as np\nN = np\nclass Tanh:\n    def forward(self, Z):\n        return N.tanh(Z)\n",
+    "method-local-module-alias": "import numpy as np\nclass Tanh:\n    def forward(self, Z):\n        N = np\n        return N.tanh(Z)\n",
     "lambda-alias": "import numpy as np\nf = lambda z: np.tanh(z)\nclass Tanh:\n    def forward(self, Z):\n        return f(Z)\n",
     "helper": "import numpy as np\ndef helper(z):\n    return np.tanh(z)\nclass Tanh:\n    def forward(self, Z):\n        return helper(Z)\n",
     "helper-of-helper": _src(
