@@ -41,8 +41,9 @@ from autograder.checks import TestSpec
 from autograder.engine import GradeOptions, Grader
 from autograder.handout import write_atomic
 from autograder.report import Report, zero_entry
+from autograder.sandbox import RANK
 from autograder.summary import ClassSummary, Outcome
-from autograder.worker import descendants
+from autograder.worker.proctree import descendants
 
 GRADEBOOK = "gradebook.csv"
 SUMMARY_TEXT = "summary.txt"
@@ -134,17 +135,28 @@ def grader_identity(grader: Grader) -> str:
     digest = hashlib.sha256()
     digest.update(cases_mod.dumps_case_data(grader.cases).encode())
     options = grader.options
+    # Not the sandbox mode: the level that ran is stored in each report and compared
+    # on reuse (a report is reused only when graded at the same or a stronger level).
     config = {
         "public_only": options.public_only,
-        "sandbox": options.sandbox,
         "limits": dataclasses.asdict(options.limits),
         "numpy": np.__version__,
     }
     digest.update(json.dumps(config, sort_keys=True).encode())
     package = Path(__file__).resolve().parent
-    for path in sorted(package.glob("*.py")):
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    for path in sorted(package.rglob("*.py")):
+        if "__pycache__" not in path.parts:
+            rel = path.relative_to(package).as_posix()
+            digest.update(rel.encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
+
+
+def reusable(previous: dict | None, digest: str, level: str) -> bool:
+    """Whether a stored report can stand: same content hash, graded at least as strongly."""
+    if previous is None or previous.get(HASH_KEY) != digest:
+        return False
+    stored = previous.get("sandbox")
+    return stored in RANK and RANK[stored] >= RANK.get(level, len(RANK))
 
 
 def content_hash(identity: str, sub: submission.Submission) -> str:
@@ -203,7 +215,7 @@ def grade_entry(
     sub.name = entry.name
     digest = content_hash(identity, sub)
     previous = None if force else _previous(target)
-    if previous is not None and previous.get(HASH_KEY) == digest:
+    if previous is not None and reusable(previous, digest, grader.plan.level):
         with contextlib.suppress(KeyError, TypeError, ValueError):
             return Outcome.from_report(Report.from_dict(previous), reused=True)
     report = grader.grade_submission(sub, use_pytest=False)
@@ -325,7 +337,7 @@ def run_pool(
     # A worker overrunning this long on one submission is stuck (the engine's own
     # budget has long passed): it is killed and the submission retried once.
     limits = options.limits
-    task_timeout = limits.budget + limits.import_timeout + WATCHDOG_MARGIN
+    task_timeout = limits.wall_budget() + limits.import_timeout + WATCHDOG_MARGIN
     pending = deque(range(len(entries)))
     attempts = [0] * len(entries)
     outcomes: list[Outcome | None] = [None] * len(entries)

@@ -58,18 +58,40 @@ def _add_limits(p: argparse.ArgumentParser) -> None:
         "sandbox or refuse (strict), or a plain process (process)",
     )
     p.add_argument(
+        "--allow-unisolated",
+        action="store_true",
+        help="accept the process level even where student code could read the hidden cases "
+        "or expected values (it runs as your user); refused without this option",
+    )
+    p.add_argument(
+        "--remove-case-data",
+        action="store_true",
+        help="delete the bundle's case data (autograder/data/all_cases.json) once loaded, before "
+        "any student code runs (platform bundles, in single-use containers)",
+    )
+    p.add_argument(
+        "--protect",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="a file student code must not read, or a directory (or file to be) it must not "
+        "write; the sandbox's self-check refuses a level that reaches it (repeatable)",
+    )
+    p.add_argument(
         "--timeout",
         type=_positive(float),
         default=None,
         metavar="S",
-        help="seconds allowed for one case (default 2)",
+        help="CPU seconds allowed for one phase of one case (default 2; 5 times as much "
+        "wall-clock time for code that sleeps)",
     )
     p.add_argument(
         "--budget",
         type=_positive(float),
         default=None,
         metavar="S",
-        help="seconds allowed for one whole submission (default 60)",
+        help="CPU seconds allowed for one whole submission (default 60; twice as much "
+        "wall-clock time)",
     )
     p.add_argument(
         "--memory",
@@ -91,12 +113,30 @@ def _options(args: argparse.Namespace):
         limits.budget = args.budget
     if args.memory:
         limits.memory_bytes = args.memory << 20
+    protect_read, protect_write = _protect(args)
     return GradeOptions(
         public_only=getattr(args, "public_only", False),
         sandbox=args.sandbox,
         limits=limits,
         plots_dir=getattr(args, "plots", None),
+        allow_unisolated=args.allow_unisolated,
+        remove_case_data=args.remove_case_data,
+        protect_read=protect_read,
+        protect_write=protect_write,
     )
+
+
+def _protect(args: argparse.Namespace) -> tuple[list[str], list[str]]:
+    """``--protect`` paths (files: not readable; directories, new files: not writable),
+    plus what this command writes (the report file, grade-all's directories)."""
+    read, write = [], []
+    for path in args.protect:
+        (read if os.path.isfile(path) else write).append(path)
+    if getattr(args, "output", None):
+        write.append(args.output)
+    if getattr(args, "directory", None):
+        read.append(args.directory)  # other students' submissions
+    return read, write
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -199,11 +239,15 @@ def cmd_grade(args: argparse.Namespace) -> int:
 
     # Start the worker before the heavy imports: it boots while they run.
     launched = None
+    options = _options(args)
     with contextlib.suppress(sandbox.SandboxError, OSError, subprocess.SubprocessError):
-        launched = sandbox.launch(sandbox.plan(args.sandbox))
+        launched = sandbox.launch(
+            sandbox.plan(args.sandbox), options.limits.resources(), options.protected().cover
+        )
     from autograder import engine, render
 
-    report = engine.grade(args.path, _options(args), launched=launched)
+    report = engine.grade(args.path, options, launched=launched)
+    _note_isolation(report.isolation, options)
     _emit(render.RENDERERS[args.format](report), args.output)
     if args.fail_under is not None:
         value, percent = args.fail_under
@@ -218,6 +262,17 @@ def cmd_grade(args: argparse.Namespace) -> int:
             )
             return 1
     return 0
+
+
+def _note_isolation(isolation: dict, options) -> None:
+    """Say on stderr which stronger levels were skipped and why (where it matters)."""
+    if not options.protected().secrets_exist():
+        return  # a student's handout: nothing to protect, the report's notes suffice
+    for skipped in isolation.get("skipped", []):
+        print(
+            f"autograder: note: sandbox level {skipped['level']} not used: {skipped['reason']}",
+            file=sys.stderr,
+        )
 
 
 def cmd_grade_all(args: argparse.Namespace) -> int:

@@ -17,13 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from autograder import cases as cases_mod
-from autograder import checks, feedback, reference, sandbox, submission
+from autograder import checks, feedback, protected, reference, sandbox, submission
 from autograder.cases import Case
 from autograder.checks import GradingContext
 from autograder.outputs import RunOutput
 from autograder.report import Report, entries_from_pytest
 from autograder.report import entry as report_entry
 from autograder.runner import Limits, Phase, SubmissionRunner, WorkerError, Zygote
+from autograder.worker.linux import PR_SET_DUMPABLE, prctl
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 CHECKS_FILE = PACKAGE_DIR / "checks.py"
@@ -32,6 +33,15 @@ PYTEST_INI = PACKAGE_DIR / "checks.ini"
 
 class GraderError(RuntimeError):
     """The grader itself cannot work (not the submission's fault)."""
+
+
+# What to change when a level's self-check finds a protected path within reach.
+_FIXES = {
+    "bwrap": "keep instructor files out of the Python installation the sandbox mounts",
+    "uid": "make it unreadable for other users (chmod -R go-rwx) or install bubblewrap",
+    "process": "install bubblewrap or run the grader as root (a stronger level), or pass "
+    "--allow-unisolated to accept that student code can read it",
+}
 
 
 @dataclass
@@ -43,6 +53,17 @@ class GradeOptions:
     limits: Limits = field(default_factory=Limits)
     # Where to write feedback plots of failing activations (None: no plots).
     plots_dir: str | None = None
+    # Accept the process level even where student code could read protected files.
+    allow_unisolated: bool = False
+    # Delete the bundle's case data from disk once loaded (single-use platform jobs).
+    remove_case_data: bool = False
+    # More paths student code must not read, and paths it must not write or create.
+    protect_read: list[str] = field(default_factory=list)
+    protect_write: list[str] = field(default_factory=list)
+
+    def protected(self) -> protected.Protected:
+        """Everything the level's self-check must find out of student code's reach."""
+        return protected.protected(self.protect_read, self.protect_write)
 
 
 def prepare_cases(public_only: bool = False) -> tuple[list[Case], bool]:
@@ -72,7 +93,7 @@ def prepare_cases(public_only: bool = False) -> tuple[list[Case], bool]:
     return cases, hidden
 
 
-CACHE_DIR = reference.PROJECT_ROOT / "build" / "cache"
+CACHE_DIR = protected.CACHE_DIR
 
 
 def _cache_key() -> str:
@@ -114,9 +135,12 @@ def cached_reference_cases(ref_path: Path) -> list[Case]:
     try:
         from autograder.handout import write_atomic
 
+        # Expected values: readable by the grader's user only, whatever the umask.
+        CACHE_DIR.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(CACHE_DIR, 0o700)
         for old in CACHE_DIR.glob("cases-*.json"):
             old.unlink(missing_ok=True)
-        write_atomic(path, cases_mod.dumps_case_data(cases))
+        write_atomic(path, cases_mod.dumps_case_data(cases), mode=0o600)
     except OSError:
         pass
     return cases
@@ -179,7 +203,11 @@ class Grader:
     """Grades submissions one after another on one zygote, with shared cases.
 
     Each submission still gets fresh worker children; only the zygote (numpy
-    already imported) and the expected values are shared.
+    already imported) and the expected values are shared. Before the first
+    submission the sandbox level checks itself: a child set up exactly like a
+    grading child must import the Python runtime and reach none of the
+    protected paths. A level that fails falls back to the next one (auto),
+    and when none is left grading is refused with the reason.
     """
 
     def __init__(
@@ -189,60 +217,137 @@ class Grader:
         launched: sandbox.Launched | None = None,
     ) -> None:
         self.options = options or GradeOptions()
-        # Strongest first; in auto mode a level that fails to start falls back to the next.
-        self._plans = sandbox.plans(self.options.sandbox, slot=slot)
+        choice = sandbox.choose(self.options.sandbox)
+        # Strongest first; a level that fails to start or to check falls back to the next.
+        self._plans = choice.plans
         self.plan = self._plans[0]
         self.notes: list[str] = []
+        self.isolation: dict = {"level": self.plan.level, "skipped": [], "self_check": "not-run"}
+        for level, reason in choice.skipped:
+            self._skip(level, reason)
+        self.protected = self.options.protected()
         self._zygote: Zygote | None = None
         self._ready = False
+        self._checked = False
         if launched is not None and launched.plan.level == self.plan.level:
             self._zygote = Zygote(self.plan, launched)  # started early by the caller
         else:
-            with contextlib.suppress(WorkerError):
-                self._zygote = Zygote(self.plan)  # boots while the cases are prepared
+            if launched is not None:
+                Zygote(launched.plan, launched).close()
+            with contextlib.suppress(WorkerError, sandbox.SandboxError, OSError):
+                self._zygote = self._start()  # boots while the cases are prepared
         self.cases, self.hidden_graded = prepare_cases(self.options.public_only)
+        if self.options.remove_case_data:
+            self._remove_case_data()
+        if self.hidden_graded:
+            # The expected values are in this process's memory now: no process of
+            # the same user may read it (/proc/PID/mem, ptrace).
+            prctl(PR_SET_DUMPABLE, 0)
         self.specs = checks.test_specs(self.cases)
 
+    def _start(self) -> Zygote:
+        return Zygote(self.plan, None, self.options.limits.resources(), self.protected.cover)
+
+    def _skip(self, level: str, reason: str) -> None:
+        self.isolation["skipped"].append({"level": level, "reason": reason})
+        self.notes.append(f"sandbox level {level} not used: {reason}")
+
+    def _remove_case_data(self) -> None:
+        """Delete the bundle's case data now that every expected value is in memory."""
+        path = cases_mod.DATA_DIR / "all_cases.json"
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as exc:
+            raise GraderError(f"cannot remove {path} after loading it: {exc.strerror}") from None
+
     def zygote(self) -> Zygote:
-        """The running zygote, restarted if a submission killed it."""
+        """The running zygote of a level that passed its self-check (restarted if it died)."""
         if self._zygote is not None and not self._zygote.alive():
             self._zygote.close()
             self._zygote = None
         while True:
             if self._zygote is None:
                 try:
-                    self._zygote = Zygote(self.plan)
-                except WorkerError as exc:
+                    self._zygote = self._start()
+                except (WorkerError, sandbox.SandboxError) as exc:
                     self._fall_back(str(exc))
                     continue
             try:
-                self._zygote.wait_ready()
+                info = self._zygote.wait_ready()
+                problem = "" if self._checked else self._check_level(self._zygote, info)
             except WorkerError as exc:
+                problem = str(exc)
+            if problem:
                 self._zygote.close()
                 self._zygote = None
-                self._fall_back(str(exc))
+                self._fall_back(problem)
                 continue
-            self._ready = True
+            self._checked = self._ready = True
             return self._zygote
 
-    def _fall_back(self, reason: str) -> None:
-        """Use the next weaker sandbox level, or fail if there is none (strict)."""
-        if self._ready or len(self._plans) < 2:
-            if self.options.sandbox in ("auto", "process"):
-                raise WorkerError(reason)
-            raise sandbox.SandboxError(f"the {self.plan.level} sandbox cannot start: {reason}")
-        self._plans.pop(0)
-        self.notes.append(
-            f"{self.plan.level} sandbox unavailable ({reason}); using {self._plans[0].level}"
+    def _check_level(self, zygote: Zygote, info: dict) -> str:
+        """Run the level's self-check; the reason it cannot be used, or ""."""
+        level = self.plan.level
+        answer = zygote.self_check(
+            self.options.limits,
+            read=self.protected.read,
+            write=self.protected.write,
+            imports=list(protected.RUNTIME_IMPORTS),
         )
+        launched = zygote.launched
+        self.isolation.update(
+            level=level,
+            seccomp=bool(info.get("seccomp")),
+            cgroup=bool(launched.facts.get("cgroup")),
+            mount_namespace=bool(launched.facts.get("mount_namespace")),
+        )
+        if not info.get("seccomp"):
+            self.notes.append(f"syscall filter off: {info.get('seccomp_reason') or 'unavailable'}")
+        errors = answer.get("import_errors") or {}
+        if errors:
+            name, error = next(iter(errors.items()))
+            return (
+                f"student code cannot import the Python runtime (import {name}: {error}); "
+                "install Python where other users can read it"
+            )
+        exposed = [*answer.get("readable", []), *answer.get("writable", [])]
+        if level == "process" and self.protected.secrets_exist() and not info.get("seccomp"):
+            exposed = exposed or ["the grader's memory (no syscall filter to stop ptrace)"]
+        if exposed:
+            more = f" and {len(exposed) - 1} more" if len(exposed) > 1 else ""
+            if level == "process" and self.options.allow_unisolated:
+                self.isolation.update(self_check="failed", exposed=exposed)
+                self.notes.append(
+                    f"student code runs as the grader's user and could reach {exposed[0]}{more} "
+                    "(accepted with --allow-unisolated)"
+                )
+                self.notes.extend(launched.notes)
+                return ""
+            return f"student code could reach {exposed[0]}{more}; {_FIXES[level]}"
+        self.isolation["self_check"] = "passed"
+        self.notes.extend(launched.notes)
+        return ""
+
+    def _fall_back(self, reason: str) -> None:
+        """Use the next weaker sandbox level, or refuse if there is none."""
+        if self._ready:
+            raise WorkerError(reason)  # it worked before: the machine, not the level, failed
+        level = self.plan.level
+        if len(self._plans) < 2:
+            skipped = "; ".join(f"{s['level']}: {s['reason']}" for s in self.isolation["skipped"])
+            earlier = f" (also tried {skipped})" if skipped else ""
+            raise sandbox.SandboxError(f"the {level} level cannot be used: {reason}{earlier}")
+        self._plans.pop(0)
+        self._skip(level, reason)
         self.plan = self._plans[0]
+        self.isolation["level"] = self.plan.level
 
     def run(self, sub: submission.Submission) -> dict[str, RunOutput]:
         """Run the public cases (feedback shown), then the hidden ones (nothing shown)."""
         limits = self.options.limits
         runner = SubmissionRunner(self.zygote, limits)
         self._runner = runner
-        deadline = time.monotonic() + limits.budget
+        deadline = time.monotonic() + limits.wall_budget()
         public = [c for c in self.cases if c.visibility == "public"]
         hidden = [c for c in self.cases if c.visibility == "hidden"]
         # One child runs the public cases, then (feedback only) the self-check's
@@ -284,6 +389,7 @@ class Grader:
             tests=entries,
             duration_s=time.perf_counter() - started,
             sandbox=self.plan.level,
+            isolation=dict(self.isolation),
             notes=list(self.notes),
             hidden_graded=self.hidden_graded,
             student_output=runs.get("public", RunOutput()).stdout,

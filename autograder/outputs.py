@@ -68,7 +68,6 @@ class RunOutput:
     import_status: str = OK
     import_message: str = ""
     stdout: str = ""
-    stdout_bytes: int = 0
     sandbox: str = ""
     # Notable events (restarts after a crash or timeout), for the report.
     events: list[str] = field(default_factory=list)

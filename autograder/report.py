@@ -112,6 +112,8 @@ class Report:
     problem: str = ""
     # Notes on how it was graded (e.g. a weaker sandbox level and why).
     notes: list[str] = field(default_factory=list)
+    # How student code was isolated, as data: level, seccomp, cgroup, self_check, skipped.
+    isolation: dict[str, Any] = field(default_factory=dict)
     # One line saying why the module did not import ("" when it did).
     import_error: str = ""
 
@@ -156,6 +158,8 @@ class Report:
             doc["problem"] = self.problem
         if self.notes:
             doc["notes"] = self.notes
+        if self.isolation:
+            doc["isolation"] = self.isolation
         return doc
 
     @classmethod
@@ -178,6 +182,7 @@ class Report:
             student_output=doc.get("student_output", ""),
             problem=doc.get("problem", ""),
             notes=list(doc.get("notes", [])),
+            isolation=dict(doc.get("isolation") or {}),
             import_error=doc.get("import_error", ""),
         )
 

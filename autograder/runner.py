@@ -2,21 +2,28 @@
 
 The grader talks to the zygote over a control socket (spawn, kill, exited)
 and to each child over its own socket (the job out, results back) plus a
-pipe that captures what the student's code prints. Every read has a
-deadline; a child that hangs, crashes or lies about the protocol loses the
-case it was on, is killed together with everything it started, and a fresh
-child carries on with the remaining cases.
+pipe that captures what the student's code prints. Every wait has a limit
+on the CPU time of the child's whole process tree (the run's cgroup, or a
+walk of /proc), so a neighbour that loads the machine cannot make an honest
+submission time out, and a wall-clock backstop for code that sleeps. A child
+that hangs, crashes or breaks the protocol loses only the case and the phase
+it was in (the forward result of a case travels before its backward starts,
+once something went wrong); it is killed with everything it started, and a
+fresh child carries on with the remaining cases.
 """
 
 from __future__ import annotations
 
 import contextlib
 import itertools
+import mmap
 import os
 import select
 import selectors
 import socket
+import struct
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,8 +33,25 @@ import numpy as np
 from autograder import outputs as out
 from autograder.cases import Case
 from autograder.outputs import CaseOutput, PhaseOutput, RunOutput
-from autograder.sandbox import Launched, LaunchPlan, launch
-from autograder.worker import FrameDecoder, ProtocolError, encode_frame, send_frame
+from autograder.sandbox import Launched, LaunchPlan, Resources, launch
+from autograder.worker.frames import (
+    FrameDecoder,
+    ProtocolError,
+    encode_frame,
+    recv_frame,
+    send_frame,
+)
+
+# A case (or message) may run this many times its CPU allowance in wall-clock time
+# before it is stopped anyway: code that sleeps or waits uses no CPU at all.
+WALL_FACTOR = 5.0
+# The whole submission's wall-clock backstop, as a multiple of its CPU budget
+# (short enough that a platform's own job timeout is never reached first).
+BUDGET_WALL_FACTOR = 2.0
+# The CPU clock is first read this long into a message (most messages are over
+# by then); the time before counts as if every core had been busy, so a limit
+# may be reached up to this times the number of cores early, never late.
+FIRST_CPU_READING = 0.02
 
 
 class WorkerError(RuntimeError):
@@ -36,18 +60,22 @@ class WorkerError(RuntimeError):
 
 @dataclass
 class Limits:
-    """Time, memory and output limits of one submission's grading."""
+    """Time, memory and output limits of one submission's grading.
 
-    call_timeout: float = 2.0  # seconds for one case (forward + backward)
-    import_timeout: float = 10.0  # seconds to import the student's module
-    budget: float = 60.0  # seconds for the whole submission
-    memory_bytes: int = 1 << 30  # address space of the child
+    Times are CPU seconds of the child's whole process tree, each with a
+    wall-clock backstop (``WALL_FACTOR``, ``BUDGET_WALL_FACTOR``).
+    """
+
+    call_timeout: float = 2.0  # one case's phase (forward, or backward)
+    import_timeout: float = 10.0  # importing the student's module
+    budget: float = 60.0  # the whole submission
+    memory_bytes: int = 1 << 30  # address space of the child (and the run's cgroup)
     file_bytes: int = 16 << 20  # largest file the child may write
     open_files: int = 64
     processes: int = 64
     max_output: int = 64 << 10  # captured student output kept (bytes)
     max_frame: int = 32 << 20  # largest result frame accepted
-    # Timeouts in one activation after which its remaining cases are skipped.
+    # Timeouts of one activation's phase after which the phase is not run again.
     timeouts_per_activation: int = 2
 
     def rlimits(self) -> dict:
@@ -59,6 +87,14 @@ class Limits:
             "open_files": self.open_files,
             "processes": self.processes,
         }
+
+    def resources(self) -> Resources:
+        """What the run's cgroup is sized for."""
+        return Resources(memory_bytes=self.memory_bytes, processes=self.processes)
+
+    def wall_budget(self) -> float:
+        """The whole submission's wall-clock backstop."""
+        return BUDGET_WALL_FACTOR * self.budget
 
 
 @dataclass
@@ -78,19 +114,110 @@ class SubmissionFiles:
         return names, arrays
 
 
+def _cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return max(1, os.cpu_count() or 1)
+
+
+CORES = _cores()
+
+
+class CpuMeter:
+    """CPU time used by a process tree since :meth:`start`, read as rarely as possible.
+
+    ``clock`` returns the tree's cumulative CPU seconds (or None where it
+    cannot be measured: then wall time stands in for CPU time). The first
+    reading happens :data:`FIRST_CPU_READING` into the interval; the time
+    before it is counted as fully busy on every core, an upper bound.
+    """
+
+    def __init__(self, clock: Callable[[], float | None]) -> None:
+        self.clock = clock
+        self.started = 0.0
+        self.reading: tuple[float, float] | None = None
+        self.blind = False
+
+    def start(self, now: float) -> None:
+        """Measure from ``now``."""
+        self.started = now
+        self.reading = None
+        self.blind = False
+
+    def used(self, now: float) -> float:
+        """CPU seconds used since the start (an upper bound)."""
+        if self.blind:
+            return now - self.started
+        if self.reading is None:
+            if now - self.started < FIRST_CPU_READING:
+                return 0.0
+            cpu = self.clock()
+            if cpu is None:
+                self.blind = True
+                return now - self.started
+            self.reading = (now, cpu)
+            return (now - self.started) * CORES
+        at, cpu0 = self.reading
+        cpu = self.clock()
+        if cpu is None:
+            self.blind = True
+            return now - self.started
+        return (at - self.started) * CORES + (cpu - cpu0)
+
+    def next_check(self, now: float, limit: float, used: float) -> float:
+        """When the limit could first be reached (CPU grows at most CORES per second)."""
+        if self.reading is None and not self.blind:
+            return max(now, self.started + FIRST_CPU_READING)
+        rate = 1.0 if self.blind else CORES
+        return now + max((limit - used) / rate, 0.002)
+
+
+class ProgressCounter:
+    """The grader's view of a child's progress counter (see the worker's ``Progress``)."""
+
+    def __init__(self) -> None:
+        try:
+            fd = os.memfd_create("autograder-progress", os.MFD_CLOEXEC)
+        except (AttributeError, OSError):  # not Linux: an unlinked temporary file
+            handle = tempfile.TemporaryFile()  # noqa: SIM115 - its descriptor is kept
+            fd = os.dup(handle.fileno())
+            handle.close()
+        os.ftruncate(fd, 8)
+        self.fd = fd
+        self.view = mmap.mmap(fd, 8)
+
+    def value(self) -> int:
+        """How many phases of cases the child has finished."""
+        return struct.unpack_from("<Q", self.view, 0)[0]
+
+    def close(self) -> None:
+        """Release the shared page (the child holds its own mapping)."""
+        self.view.close()
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
 class Zygote:
     """A running zygote process and the grader's end of its control socket."""
 
-    def __init__(self, plan: LaunchPlan, launched: Launched | None = None) -> None:
+    def __init__(
+        self,
+        plan: LaunchPlan,
+        launched: Launched | None = None,
+        resources: Resources | None = None,
+        hidden: list[str] | None = None,
+    ) -> None:
         self.plan = plan
         if launched is None:
             try:
-                launched = launch(plan)
+                launched = launch(plan, resources, hidden)
             except (OSError, subprocess.SubprocessError) as exc:
                 raise WorkerError(f"cannot start the worker ({plan.level}): {exc}") from None
+        self.launched = launched
         self.proc = launched.proc
         self.ctl = launched.ctl
-        self._stderr = launched.stderr
         self.ctl.setblocking(False)
         self._decoder = FrameDecoder(max_payload=1 << 16)
         self._queue: list[dict] = []
@@ -109,12 +236,11 @@ class Zygote:
 
     def diagnosis(self) -> str:
         """The last line the zygote (or bubblewrap) wrote to stderr."""
-        with contextlib.suppress(OSError, ValueError):
-            self._stderr.seek(0)
-            lines = self._stderr.read()[-2000:].decode(errors="replace").strip().splitlines()
-            if lines:
-                return lines[-1]
-        return "no message"
+        return self.launched.diagnosis()
+
+    def cpu_seconds(self) -> float | None:
+        """CPU time of the zygote's whole process tree so far (None: not measurable)."""
+        return self.launched.cpu_seconds()
 
     def _pump(self, timeout: float) -> None:
         sel = selectors.DefaultSelector()
@@ -129,7 +255,11 @@ class Zygote:
                     raise WorkerError(f"worker control channel failed: {exc}") from None
                 if not data:
                     raise WorkerError("the worker process exited")
-                for meta, _ in self._decoder.feed(data):
+                try:
+                    frames = self._decoder.feed(data)
+                except ProtocolError as exc:
+                    raise WorkerError(f"the worker broke the protocol ({exc})") from None
+                for meta, _ in frames:
                     self._queue.append(meta)
         finally:
             sel.close()
@@ -163,12 +293,58 @@ class Zygote:
         finally:
             self.ctl.setblocking(False)
 
+    def spawn(self, seq: int, limits: Limits, fds: list[int]) -> None:
+        """Ask for a fresh child talking over ``fds``: result socket, output pipe, progress."""
+        uid = self.launched.uid
+        self.send(
+            {"type": "spawn", "seq": seq, "uid": uid, "gid": uid, "limits": limits.rlimits()},
+            fds=fds,
+        )
+
+    def self_check(
+        self, limits: Limits, read: list[str], write: list[str], imports: list[str]
+    ) -> dict:
+        """Run a child set up exactly like a grading child and ask what it can reach.
+
+        Returns the child's answer: ``readable``, ``writable`` (subsets of
+        ``read`` and ``write``), ``import_errors`` (module -> error) and ``uid``.
+        """
+        res_parent, res_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        out_r, out_w = os.pipe()
+        progress = ProgressCounter()
+        seq = next(_SEQ)
+        try:
+            self.poll()
+            self.spawn(seq, limits, [res_child.fileno(), out_w, progress.fd])
+            res_child.close()
+            os.close(out_w)
+            out_w = -1
+            res_parent.settimeout(max(limits.import_timeout, 10.0))
+            send_frame(res_parent, {"type": "self_check", "read": read, "write": write,
+                                    "imports": imports})  # fmt: skip
+            meta, _, _ = recv_frame(res_parent, max_payload=0)
+        except (OSError, EOFError, ProtocolError) as exc:
+            raise WorkerError(f"the sandbox self-check did not answer ({exc})") from None
+        finally:
+            res_parent.close()
+            if out_w >= 0:
+                os.close(out_w)
+                res_child.close()
+            os.close(out_r)
+            progress.close()
+            with contextlib.suppress(WorkerError):
+                self.send({"type": "kill"})
+                self.expect("exited", timeout=10, seq=seq)
+        if meta.get("type") != "self_check":
+            raise WorkerError("the sandbox self-check gave no answer")
+        return meta
+
     def alive(self) -> bool:
         """Whether the zygote process is still running."""
         return self.proc.poll() is None
 
     def close(self) -> None:
-        """Ask the zygote to quit; kill it if it does not."""
+        """Ask the zygote to quit (kill it if it does not), then release its run's resources."""
         with contextlib.suppress(OSError, WorkerError):
             self.send({"type": "quit"})
         try:
@@ -178,7 +354,7 @@ class Zygote:
                 os.killpg(self.proc.pid, 9)
             self.proc.wait()
         self.ctl.close()
-        self._stderr.close()
+        self.launched.close()
 
 
 def _text(value: object, limit: int = 2000) -> str:
@@ -195,6 +371,8 @@ def _info(meta: object) -> dict:
     for key in ("type", "dtype", "exception"):
         if isinstance(meta.get(key), str):
             info[key] = meta[key][:60]
+    if meta.get("method") in ("forward", "backward"):
+        info["method"] = meta["method"]
     shape = meta.get("shape")
     if isinstance(shape, list) and all(type(n) is int for n in shape[:8]):
         info["shape"] = shape[:8]
@@ -211,16 +389,31 @@ def _phase(meta: object, value: np.ndarray | None, show: bool) -> PhaseOutput:
     if status not in (out.OK, out.ERROR, out.NOT_IMPLEMENTED, out.MISSING):
         status = out.ERROR
     array = None if value is None else np.array(value, dtype=np.float64)
+    info = _info(meta)
+    if not show:
+        # Hidden cases: only which method was missing may be told, nothing printed.
+        info = {"method": info["method"]} if "method" in info else {}
     return PhaseOutput(
         status=status,
         value=array if status == out.OK else None,
         message=_text(meta.get("message")) if show else "",
-        info=_info(meta) if show else {},
+        info=info,
     )
 
 
-def case_output(case_id: str, meta: dict, arrays: dict, show: bool, n_probes: int) -> CaseOutput:
-    """Turn a worker's case frame into a validated :class:`CaseOutput`."""
+def case_output(
+    case_id: str,
+    meta: dict,
+    arrays: dict,
+    show: bool,
+    n_probes: int,
+    partial: CaseOutput | None = None,
+) -> CaseOutput:
+    """Turn a worker's case frame into a validated :class:`CaseOutput`.
+
+    A frame may carry a whole case, or (careful mode) its ``forward`` part
+    and then the ``rest``, which completes ``partial``.
+    """
     if meta.get("missing_class"):
         return CaseOutput.failed(case_id, out.MISSING, "")
     init = meta.get("init")
@@ -229,39 +422,48 @@ def case_output(case_id: str, meta: dict, arrays: dict, show: bool, n_probes: in
         failed.forward = _phase(init, None, show)
         failed.forward.info["constructor"] = True
         return failed
-    forward = _phase(meta.get("forward"), arrays.get("A"), show)
-    backward = _phase(meta.get("backward"), arrays.get("dLdZ"), show)
-    dLdbeta = _phase(meta.get("dLdbeta"), arrays.get("dLdbeta"), show)
     stored = meta.get("stored_A")
+    if meta.get("part") == "rest" and partial is not None:
+        output = partial
+    else:
+        output = CaseOutput(
+            id=case_id,
+            forward=_phase(meta.get("forward"), arrays.get("A"), show),
+            backward=PhaseOutput(out.SKIPPED),
+            dLdbeta=PhaseOutput(out.SKIPPED),
+            stored_A=stored if stored in ("same", "different", "none", "missing") else None,
+            Z_modified=meta.get("Z_modified") is True,
+        )
+    if meta.get("part") == "forward":
+        return output
+    output.backward = _phase(meta.get("backward"), arrays.get("dLdZ"), show)
+    output.dLdbeta = _phase(meta.get("dLdbeta"), arrays.get("dLdbeta"), show)
+    output.dLdA_modified = meta.get("dLdA_modified") is True
     probes: list[np.ndarray | None] = []
     for j in range(n_probes):
         p = arrays.get(f"P{j}")
         probes.append(None if p is None else np.array(p, dtype=np.float64))
-    return CaseOutput(
-        id=case_id,
-        forward=forward,
-        backward=backward,
-        dLdbeta=dLdbeta,
-        stored_A=stored if stored in ("same", "different", "none", "missing") else None,
-        Z_modified=meta.get("Z_modified") is True,
-        dLdA_modified=meta.get("dLdA_modified") is True,
-        probes=probes,
-    )
+    output.probes = probes
+    return output
 
 
-def _describe_exit(info: dict | None) -> str:
+SIGNAL_NAMES = {
+    9: "SIGKILL (killed, maybe by the memory limit)",
+    11: "SIGSEGV (segmentation fault)",
+    6: "SIGABRT (aborted)",
+    24: "SIGXCPU (CPU time limit)",
+    25: "SIGXFSZ (file size limit)",
+}
+
+
+def _describe_exit(info: dict | None, oom: bool = False) -> str:
     if not info:
         return "the worker process stopped"
     sig = info.get("signal")
     if isinstance(sig, int):
-        names = {
-            9: "SIGKILL (killed, maybe by the memory limit)",
-            11: "SIGSEGV (segmentation fault)",
-            6: "SIGABRT (aborted)",
-            24: "SIGXCPU (CPU time limit)",
-            25: "SIGXFSZ (file size limit)",
-        }
-        return f"the process was killed by signal {sig} {names.get(sig, '')}".rstrip()
+        if sig == 9 and oom:
+            return "the process was killed by the memory limit"
+        return f"the process was killed by signal {sig} {SIGNAL_NAMES.get(sig, '')}".rstrip()
     code = info.get("code")
     return f"the process exited with status {code} (os._exit or sys.exit?)"
 
@@ -291,9 +493,22 @@ class Phase:
 # Numbers the children, so a late message about an earlier one is never mistaken.
 _SEQ = itertools.count(1)
 
-# Where a child stopped: (phase name, case, status, message); case None means
-# somewhere in a batch of cases (rerun them one message at a time).
-Stop = tuple[str, Case | None, str, str]
+
+@dataclass
+class Stop:
+    """Where and how a child stopped before finishing its cases."""
+
+    phase: str  # the Phase's name
+    case: Case | None  # None: somewhere in a batch of cases (rerun them carefully)
+    status: str  # timeout | crashed
+    message: str
+    # The case's forward result, when it arrived before the child stopped in backward.
+    partial: CaseOutput | None = None
+
+
+def _not_run(output: CaseOutput, phases: tuple[str, ...], status: str, message: str) -> None:
+    for name in phases:
+        setattr(output, name, PhaseOutput(status, message=message))
 
 
 class SubmissionRunner:
@@ -310,6 +525,12 @@ class SubmissionRunner:
         self.ungraded: set[str] = set()
         # The child whose end (and sweep of leftovers) was not confirmed yet.
         self.unconfirmed: int | None = None
+        # Phases not run again for an activation, with the reason: (activation, phase).
+        self.skipped: dict[tuple[str, str], str] = {}
+        self.budget = CpuMeter(self._clock)
+
+    def _clock(self) -> float | None:
+        return self.zygote.cpu_seconds() if self.zygote is not None else None
 
     def run(
         self,
@@ -326,23 +547,31 @@ class SubmissionRunner:
     def run_phases(
         self, files: SubmissionFiles, phases: list[Phase], deadline: float | None = None
     ) -> dict[str, RunOutput]:
-        """Run every phase's cases, in one child while it behaves; results by phase name."""
+        """Run every phase's cases, in one child while it behaves; results by phase name.
+
+        ``deadline`` is the wall-clock backstop of the whole submission; its
+        CPU budget is ``limits.budget``.
+        """
         shown = [p.show for p in phases]
         if shown != sorted(shown, reverse=True):
             raise ValueError("phases that show output must come before those that do not")
         results = {p.name: RunOutput() for p in phases}
         remaining = {p.name: list(p.cases) for p in phases}
         self.ungraded = {p.name for p in phases if not p.graded}
-        deadline = deadline if deadline is not None else time.monotonic() + self.limits.budget
-        timeouts: dict[str, int] = {}
+        self.skipped = {}
+        started = time.monotonic()
+        deadline = deadline if deadline is not None else started + self.limits.wall_budget()
+        self.budget.start(started)
+        timeouts: dict[tuple[str, str], int] = {}
         zygote_failures = 0
-        careful = False  # one message per case, after something went wrong
+        careful = False  # one message per phase of a case, after something went wrong
         while any(remaining.values()):
-            if time.monotonic() >= deadline:
+            exhausted = self._budget_exhausted(deadline)
+            if exhausted:
                 for name, cases in remaining.items():
                     for case in cases:
                         results[name].cases[case.id] = CaseOutput.failed(
-                            case.id, out.TIMEOUT, "the submission's total time budget ran out"
+                            case.id, out.TIMEOUT, exhausted
                         )
                 break
             self.zygote = self.get_zygote()
@@ -365,33 +594,68 @@ class SubmissionRunner:
                             )
                         cases.clear()
                     break
-                stop = (first, remaining[first][0], out.CRASHED, message)
+                stop = Stop(first, remaining[first][0], out.CRASHED, message)
             if stop is None:
                 continue
-            name, case, status, message = stop
-            if name in self.ungraded:
+            if stop.phase in self.ungraded:
                 # Feedback only: give up on it, nothing is charged.
-                remaining[name].clear()
+                remaining[stop.phase].clear()
                 continue
+            case = stop.case
             if case is None:
                 # It stopped somewhere inside a batch of results: find out where.
                 careful = True
                 continue
-            # The child stopped on this case; record it and skip what cannot succeed.
-            results[name].cases[case.id] = CaseOutput.failed(case.id, status, message)
-            remaining[name].remove(case)
-            results[name].events.append(f"{case.id}: {message}")
-            if status == out.TIMEOUT:
-                timeouts[case.activation] = timeouts.get(case.activation, 0) + 1
-                if timeouts[case.activation] >= self.limits.timeouts_per_activation:
-                    note = f"not run: {case.activation} timed out {timeouts[case.activation]} times"
-                    for other_name, cases in remaining.items():
-                        for other in [c for c in cases if c.activation == case.activation]:
-                            results[other_name].cases[other.id] = CaseOutput.failed(
-                                other.id, out.TIMEOUT, note
-                            )
-                            cases.remove(other)
+            # The child stopped on this case: charge the phase it was in, keep the rest.
+            if stop.partial is not None and stop.partial.forward.status == out.OK:
+                output, phase_name = stop.partial, "backward"
+                _not_run(output, ("backward", "dLdbeta"), stop.status, stop.message)
+            else:
+                output, phase_name = (
+                    CaseOutput.failed(case.id, stop.status, stop.message),
+                    "forward",
+                )
+                _not_run(output, ("backward", "dLdbeta"), out.SKIPPED, "")
+            results[stop.phase].cases[case.id] = output
+            remaining[stop.phase].remove(case)
+            results[stop.phase].events.append(f"{case.id}: {stop.message}")
+            if stop.status == out.TIMEOUT:
+                key = (case.activation, phase_name)
+                timeouts[key] = timeouts.get(key, 0) + 1
+                if timeouts[key] >= self.limits.timeouts_per_activation:
+                    self._give_up(case.activation, phase_name, timeouts[key], remaining, results)
         return results
+
+    def _budget_exhausted(self, deadline: float) -> str:
+        """Why the submission's budget is used up ("" while it is not)."""
+        now = time.monotonic()
+        if now >= deadline:
+            return (
+                f"the submission did not finish within {self.limits.wall_budget():g} s "
+                "(its total time limit)"
+            )
+        if self.budget.used(now) >= self.limits.budget:
+            return f"the submission used more than {self.limits.budget:g} s of CPU time in total"
+        return ""
+
+    def _give_up(
+        self, activation: str, phase: str, count: int, remaining: dict, results: dict
+    ) -> None:
+        """Stop running ``phase`` of ``activation`` after repeated timeouts.
+
+        After forward timeouts the activation's remaining cases are not run;
+        after backward timeouts they still run forward (its points are earned
+        separately) and only backward is skipped.
+        """
+        note = f"not run: {activation}.{phase} timed out {count} times"
+        if phase == "backward":
+            self.skipped[(activation, "backward")] = note
+            return
+        for name, cases in remaining.items():
+            for other in [c for c in cases if c.activation == activation]:
+                results[name].cases[other.id] = CaseOutput.failed(other.id, out.TIMEOUT, note)
+                _not_run(results[name].cases[other.id], ("backward", "dLdbeta"), out.SKIPPED, "")
+                cases.remove(other)
 
     def _job_frame(
         self, files: SubmissionFiles | None, cases: list[Case], phase: Phase, careful: bool
@@ -403,15 +667,16 @@ class SubmissionRunner:
         meta_cases = []
         for case in cases:
             extra = phase.probes.get(case.id, [])
-            meta_cases.append(
-                {
-                    "id": case.id,
-                    "cls": case.activation,
-                    "kwargs": case.kwargs,
-                    "dLdbeta": "dLdbeta" in case.spec.points,
-                    "probes": len(extra),
-                }
-            )
+            entry = {
+                "id": case.id,
+                "cls": case.activation,
+                "kwargs": case.kwargs,
+                "dLdbeta": "dLdbeta" in case.spec.points,
+                "probes": len(extra),
+            }
+            if (case.activation, "backward") in self.skipped:
+                entry["skip"] = ["backward"]
+            meta_cases.append(entry)
             arrays[f"Z:{case.id}"] = case.Z
             arrays[f"dLdA:{case.id}"] = case.dLdA
             for j, P in enumerate(extra):
@@ -433,28 +698,22 @@ class SubmissionRunner:
         assert z is not None
         res_parent, res_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         out_r, out_w = os.pipe()
+        progress = ProgressCounter()
         z.poll()  # forget stale control messages of earlier children
         seq = next(_SEQ)
         self.unconfirmed = seq
         try:
-            z.send(
-                {
-                    "type": "spawn",
-                    "seq": seq,
-                    "uid": z.plan.uid,
-                    "gid": z.plan.gid,
-                    "limits": self.limits.rlimits(),
-                },
-                fds=[res_child.fileno(), out_w],
-            )
+            z.spawn(seq, self.limits, [res_child.fileno(), out_w, progress.fd])
         finally:
             res_child.close()
             os.close(out_w)
         talk = _Conversation(self, res_parent, out_r, files, phases, remaining, results, careful)
+        talk.progress = progress
         try:
             return talk.run(deadline)
         finally:
             talk.close()
+            progress.close()
 
     def kill(self) -> None:
         """Ask the zygote to kill the current child (and everything it started)."""
@@ -479,7 +738,7 @@ class SubmissionRunner:
 
 
 class _Conversation:
-    """The grader's side of one child's life: send jobs, read results, watch the clock."""
+    """The grader's side of one child's life: send jobs, read results, watch the clocks."""
 
     def __init__(self, runner, sock, out_r, files, phases, remaining, results, careful) -> None:
         self.runner = runner
@@ -495,9 +754,15 @@ class _Conversation:
         self.decoder = FrameDecoder(max_payload=self.limits.max_frame)
         self.index = 0  # phase being run
         self.position = 0  # case being run, within that phase's remaining list
+        self.partial: CaseOutput | None = None  # forward part of the case being run
         self.imported = False
         self.job = b""
         self.sent = 0
+        self.meter = CpuMeter(runner._clock)  # the message: its whole CPU allowance
+        self.case_meter = CpuMeter(runner._clock)  # the phase of a case now running
+        self.progress: ProgressCounter | None = None
+        self.seen = 0  # the progress counter at the last check
+        self.oom_before = runner.zygote.launched.oom_killed()
 
     @property
     def phase(self) -> Phase:
@@ -526,7 +791,30 @@ class _Conversation:
         )
         self.sent = 0
         self.position = 0
+        self.partial = None
         self.sel.modify(self.sock, selectors.EVENT_READ | selectors.EVENT_WRITE)
+
+    def _allowance(self) -> float:
+        """CPU seconds the next message may take: the import, one phase, or a batch."""
+        if not self.imported:
+            return self.limits.import_timeout
+        if self.careful:
+            return self.limits.call_timeout
+        cases = self.remaining[self.phase.name][self.position :]
+        if not cases:
+            return self.limits.call_timeout
+        # A batch message carries the rest of the current activation's cases.
+        weight = 0.0
+        probes = self.phase.probes
+        for case in cases:
+            if case.activation != cases[0].activation:
+                break
+            weight += 1.0 + len(probes.get(case.id, ())) / 2
+        return self.limits.call_timeout * weight
+
+    def _wall_allowance(self) -> float:
+        base = self.limits.import_timeout if not self.imported else self.limits.call_timeout
+        return WALL_FACTOR * base
 
     def run(self, deadline: float) -> Stop | None:
         self.sock.setblocking(False)
@@ -534,14 +822,41 @@ class _Conversation:
         self.sel.register(self.sock, selectors.EVENT_READ)
         self.sel.register(self.out_r, selectors.EVENT_READ)
         self._start_phase(first=True)
-        call_deadline = time.monotonic() + self.limits.import_timeout
+        budget = self.runner.budget
+        now = time.monotonic()
+        self._restart_clocks(now)
+        allowance, wall_limit = self._allowance(), now + self._wall_allowance()
+        check = self.meter.next_check(now, allowance, 0.0)
+        budget_check = budget.next_check(now, self.limits.budget, budget.used(now))
         try:
             while True:
                 now = time.monotonic()
-                limit = min(call_deadline, deadline)
-                if now >= limit:
-                    return self._timeout(limit == deadline)
-                for key, mask in self.sel.select(limit - now):
+                if now >= check and self._progressed():
+                    # A phase of a case finished inside a batch: time the next one afresh.
+                    self.case_meter.start(now)
+                    wall_limit = now + self._wall_allowance()
+                if now >= wall_limit:
+                    return self._timeout(f"did not finish within {self._wall_allowance():g} s")
+                if now >= deadline:
+                    return self._timeout("", budget=self.runner._budget_exhausted(deadline))
+                if now >= check:
+                    used = self.meter.used(now)
+                    if used >= allowance:
+                        return self._timeout(f"used more than {allowance:g} s of CPU time")
+                    check = self.meter.next_check(now, allowance, used)
+                    if self.imported and not self.careful:
+                        step = self.limits.call_timeout
+                        used = self.case_meter.used(now)
+                        if used >= step:
+                            return self._timeout(f"used more than {step:g} s of CPU time")
+                        check = min(check, self.case_meter.next_check(now, step, used))
+                if now >= budget_check:
+                    used = budget.used(now)
+                    if used >= self.limits.budget:
+                        return self._timeout("", budget=self.runner._budget_exhausted(deadline))
+                    budget_check = budget.next_check(now, self.limits.budget, used)
+                wake = min(wall_limit, deadline, check, budget_check)
+                for key, mask in self.sel.select(max(wake - now, 0.0)):
                     if key.fileobj == self.out_r:
                         self._read_output()
                         continue
@@ -557,14 +872,37 @@ class _Conversation:
                         data = b""
                     if not data:
                         return self._died()
-                    for meta, arrays in self.decoder.feed(data):
-                        finished = self._handle(meta, arrays)
-                        if finished:
+                    try:
+                        frames = self.decoder.feed(data)
+                    except ProtocolError as exc:
+                        # Act on the good frames that came before the bad one.
+                        for meta, arrays in exc.frames:
+                            if self._handle(meta, arrays):
+                                return None
+                        raise
+                    for meta, arrays in frames:
+                        if self._handle(meta, arrays):
                             return None
-                    call_deadline = time.monotonic() + self.limits.call_timeout
+                    now = time.monotonic()
+                    self._restart_clocks(now)
+                    allowance, wall_limit = self._allowance(), now + self._wall_allowance()
+                    check = self.meter.next_check(now, allowance, 0.0)
         except ProtocolError as exc:
             self.runner.kill()
             return self._stopped(out.CRASHED, f"the worker broke the protocol ({exc})")
+
+    def _restart_clocks(self, now: float) -> None:
+        self.meter.start(now)
+        self.case_meter.start(now)
+        self._progressed()
+
+    def _progressed(self) -> bool:
+        """Whether the child finished another phase of a case since the last look."""
+        if self.progress is None:
+            return False
+        value = self.progress.value()
+        moved, self.seen = value != self.seen, value
+        return moved
 
     def _send_job(self) -> None:
         try:
@@ -601,10 +939,19 @@ class _Conversation:
             if self.position >= len(cases) or meta.get("id") != cases[self.position].id:
                 raise ProtocolError("a result for an unexpected case")
             case = cases[self.position]
+            part = meta.get("part")
+            if part == "rest" and self.partial is None:
+                raise ProtocolError("the rest of a case before its forward part")
             n_probes = len(phase.probes.get(case.id, []))
-            self.results[phase.name].cases[case.id] = case_output(
-                case.id, meta, arrays, phase.show, n_probes
-            )
+            output = case_output(case.id, meta, arrays, phase.show, n_probes, self.partial)
+            if part == "forward":
+                self.partial = output
+                return False
+            skipped = self.runner.skipped.get((case.activation, "backward"))
+            if skipped:
+                _not_run(output, ("backward", "dLdbeta"), out.TIMEOUT, skipped)
+            self.results[phase.name].cases[case.id] = output
+            self.partial = None
             self.position += 1
             return False
         if kind == "done":
@@ -630,6 +977,14 @@ class _Conversation:
             return False
         raise ProtocolError(f"unexpected message {str(kind)[:20]!r}")
 
+    def _where(self) -> str:
+        """The step the child was in: the import, or a phase of the current case."""
+        if not self.imported:
+            return "importing the file"
+        if not self.careful:
+            return "a batch of cases"
+        return "backward" if self.partial is not None else "forward"
+
     def _stopped(self, status: str, message: str) -> Stop | None:
         """The child stopped on the current case: keep what it finished, report where."""
         self._drain_output()
@@ -647,23 +1002,18 @@ class _Conversation:
             return None
         if not self.careful:
             # Results come a batch at a time: the case at fault is not known yet.
-            return (phase.name, None, status, message)
-        return (phase.name, cases[0], status, message)
+            return Stop(phase.name, None, status, message)
+        return Stop(phase.name, cases[0], status, message, self.partial)
 
-    def _timeout(self, budget: bool) -> Stop | None:
+    def _timeout(self, how: str, budget: str = "") -> Stop | None:
         self.runner.kill()
-        if budget:
-            message = "the submission's total time budget ran out"
-        elif not self.imported:
-            message = f"importing the file took longer than {self.limits.import_timeout:g} s"
-        else:
-            message = f"took longer than {self.limits.call_timeout:g} s"
-        return self._stopped(out.TIMEOUT, message)
+        return self._stopped(out.TIMEOUT, budget or f"{self._where()} {how}")
 
     def _died(self) -> Stop | None:
         # Dead, or alive with its socket closed: make sure, then ask how it ended.
         self.runner.kill()
-        message = _describe_exit(self.runner.exit_info())
+        oom = self.runner.zygote.launched.oom_killed() > self.oom_before
+        message = f"{_describe_exit(self.runner.exit_info(), oom)} during {self._where()}"
         if not self.imported:
             message = f"the file could not be imported: {message}"
         return self._stopped(out.CRASHED, message)
@@ -682,7 +1032,6 @@ class _Conversation:
                 self.sel.unregister(self.out_r)
             return False
         result = self.results[self.phase.name]
-        result.stdout_bytes += len(data)
         room = self.limits.max_output - len(result.stdout)
         if self.phase.show and room > 0:
             result.stdout += data[:room].decode("utf-8", errors="replace")

@@ -39,7 +39,7 @@ from helpers import handin_tar, replace_method  # noqa: E402
 
 from autograder import batch, reference  # noqa: E402
 from autograder.cases import PUBLIC_DATA  # noqa: E402
-from autograder.worker import descendants  # noqa: E402
+from autograder.worker.proctree import descendants  # noqa: E402
 
 TARGET_RATE = 50.0  # submissions per second
 TARGET_MEMORY_MB = 500.0

@@ -24,7 +24,7 @@ from autograder.runner import Limits
 
 ROOT = reference.PROJECT_ROOT
 STUBS = handout.stub_text()
-OPTIONS = GradeOptions(limits=Limits(**TEST_LIMITS))
+OPTIONS = GradeOptions(limits=Limits(**TEST_LIMITS), allow_unisolated=True)
 WRONG_RELU = replace_method(
     REFERENCE_SOURCE, "ReLU", "forward", "self.A = np.zeros_like(Z)\nreturn self.A"
 )
@@ -164,7 +164,10 @@ def test_rerun_reuses_unchanged_reports_and_regrades_changed_ones(tmp_path):
     assert "1 unchanged since their last grading" in summary.render_text(second.summary)
     # A different grader configuration (here: public cases only) regrades everything.
     third = batch.grade_all(
-        subs, outdir, GradeOptions(public_only=True, limits=Limits(**TEST_LIMITS)), progress=False
+        subs,
+        outdir,
+        GradeOptions(public_only=True, limits=Limits(**TEST_LIMITS), allow_unisolated=True),
+        progress=False,
     )
     assert not any(o.reused for o in third.outcomes)
     assert {o.max_score for o in third.outcomes} == {third.outcomes[0].max_score} != {100.0}
@@ -248,7 +251,9 @@ def test_a_stuck_worker_is_killed_by_the_watchdog(tmp_path, monkeypatch):
 
     monkeypatch.setattr(batch, "grade_entry", grade_entry)
     monkeypatch.setattr(batch, "WATCHDOG_MARGIN", 0.5)
-    options = GradeOptions(limits=Limits(call_timeout=0.5, import_timeout=0.5, budget=1.0))
+    options = GradeOptions(
+        limits=Limits(call_timeout=0.5, import_timeout=0.5, budget=1.0), allow_unisolated=True
+    )
     started = time.monotonic()
     result = batch.grade_all(subs, tmp_path / "out", options, jobs=2, progress=False)
     assert time.monotonic() - started < 30

@@ -20,7 +20,7 @@ import pytest
 from conftest import TEST_LIMITS, by_name
 from helpers import append, replace_method, write_layout
 
-from autograder import handout, reference, sandbox
+from autograder import handout, reference, sandbox, uids
 from autograder.engine import GradeOptions, Grader
 from autograder.runner import Limits
 
@@ -115,7 +115,7 @@ def test_solutions_hidden_cases_and_grader_code_are_out_of_reach(strict, tmp_pat
 def test_environment_of_the_grader_does_not_reach_student_code(tmp_path, monkeypatch):
     monkeypatch.setenv("AUTOGRADER_TEST_SECRET", "s3cret-value")
     hostile = relu_attack("import os\nfound = sorted(os.environ.items())")
-    with Grader(GradeOptions(limits=Limits(**TEST_LIMITS))) as grader:
+    with Grader(GradeOptions(limits=Limits(**TEST_LIMITS), allow_unisolated=True)) as grader:
         report = grader.grade(write_layout(tmp_path, hostile, "file"), use_pytest=False)
     assert "FINDINGS" in report.student_output
     assert "s3cret-value" not in report.student_output
@@ -345,9 +345,14 @@ def test_a_200_mb_print_flood_is_drained_and_capped(strict, tmp_path):
     assert len(bad.student_output) <= 64 << 10
 
 
-def test_strict_refuses_without_bubblewrap(monkeypatch):
+def _no_uid_level():
+    raise sandbox.SandboxError("the uid level needs the grader to run as root on Linux")
+
+
+def test_strict_refuses_without_a_level_that_protects_the_expected_values(monkeypatch):
     monkeypatch.setattr(sandbox.shutil, "which", lambda name: None)
-    with pytest.raises(sandbox.SandboxError, match="bubblewrap is not installed"):
+    monkeypatch.setattr(sandbox, "_uid_plan", _no_uid_level)
+    with pytest.raises(sandbox.SandboxError, match=r"bubblewrap is not installed.*needs .*root"):
         Grader(GradeOptions(sandbox="strict"))
 
 
@@ -365,11 +370,14 @@ def test_auto_falls_back_and_says_so_when_bubblewrap_fails(monkeypatch, tmp_path
         sandbox.shutil, "which", lambda name: str(fake) if name == "bwrap" else real_which(name)
     )
     try:
-        with Grader(GradeOptions(limits=Limits(**TEST_LIMITS))) as grader:
+        with Grader(GradeOptions(limits=Limits(**TEST_LIMITS), allow_unisolated=True)) as grader:
             report = grader.grade(write_layout(tmp_path, STUBS, "file"), use_pytest=False)
         assert report.score == 4.0
         assert report.sandbox in ("uid", "process")
         assert any("No permissions" in note for note in report.notes)
+        assert report.isolation["skipped"][0]["level"] == "bwrap"
+        assert "No permissions" in report.isolation["skipped"][0]["reason"]
+        monkeypatch.setattr(sandbox, "_uid_plan", _no_uid_level)
         with pytest.raises(sandbox.SandboxError, match="No permissions"):
             Grader(GradeOptions(sandbox="strict")).zygote()
     finally:
@@ -403,7 +411,8 @@ PID_REPORTING_DAEMONS = append(
 def test_weaker_levels_still_kill_every_leftover(tmp_path, level):
     if level == "uid" and os.geteuid() != 0:
         pytest.skip("the uid level needs root")
-    with Grader(GradeOptions(sandbox=level, limits=Limits(**TEST_LIMITS))) as grader:
+    options = GradeOptions(sandbox=level, limits=Limits(**TEST_LIMITS), allow_unisolated=True)
+    with Grader(options) as grader:
         report = grader.grade(
             write_layout(tmp_path, PID_REPORTING_DAEMONS, "file"), use_pytest=False
         )
@@ -420,4 +429,6 @@ def test_weaker_levels_still_kill_every_leftover(tmp_path, level):
             assert report.sandbox == "uid"
             uid_line = relu_attack("import os\nfound = [os.getuid()]")
             out = grader.grade(write_layout(tmp_path / "uid", uid_line, "file"), use_pytest=False)
-            assert f"FINDINGS [{sandbox.slot_uid(0)}]" in out.student_output
+            first, last = uids.uid_range()
+            found = int(out.student_output.split("FINDINGS [")[1].split("]")[0])
+            assert first <= found <= last
