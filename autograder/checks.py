@@ -248,9 +248,12 @@ def _phase_problem(case: Case, phase: str, output: CaseOutput) -> tuple[str, str
         default = "took too long"
         if result.status == out.CRASHED:
             status, kind, default = ERROR, rep.CRASHED, "the worker process died"
+        # The worker's message names the phase that hung or crashed ("backward used more
+        # than 2 s of CPU time"); forward's result, if it had one, stands on its own.
         message = result.message or default
-        # A hang or crash in backward leaves forward's result standing: name the phase.
-        return status, kind, message if _whole_case(output) else f"{cls}.{method}: {message}"
+        if not _whole_case(output) and method not in message:
+            message = f"{cls}.{method}: {message}"
+        return status, kind, message
     if result.status == out.NOT_IMPLEMENTED:
         return ERROR, rep.NOT_IMPLEMENTED, NOT_IMPLEMENTED_TEXT
     if result.status == out.SKIPPED:
@@ -258,6 +261,9 @@ def _phase_problem(case: Case, phase: str, output: CaseOutput) -> tuple[str, str
             text = f"not run: {cls}.forward is {NOT_IMPLEMENTED_TEXT}"
             return ERROR, rep.NOT_IMPLEMENTED, text
         previous = "forward" if phase == "backward" else "backward"
+        before = output.phase(previous)
+        if before.status == out.MISSING and before.info.get("method") == previous:
+            return FAILED, rep.NOT_RUN, f"not run: {cls} has no method {previous}()"
         return FAILED, rep.NOT_RUN, f"not run: {cls}.{previous} did not succeed on this case"
     where = "the constructor" if result.info.get("constructor") else f"{cls}.{method}"
     text = result.message or result.info.get("exception", "an exception")
@@ -411,11 +417,18 @@ def _output(spec: TestSpec, verdicts: list[CaseVerdict], cases: dict[str, Case])
         lines = [f"{head}. Every failing case: {failing[0].message}"]
     else:
         lines = [head + "."]
-        for i, v in enumerate(ordered[:SHOWN_FAILURES]):
-            text = v.message if i == 0 else (v.brief or v.message)
-            lines.append(f"- {cases[v.case_id].label()}\n  " + text.replace("\n", "\n  "))
-        if len(ordered) > SHOWN_FAILURES:
-            rest = ordered[SHOWN_FAILURES:]
+        # Cases with the same message (a hang, an exception) share one entry.
+        groups: dict[str, list[CaseVerdict]] = {}
+        for v in ordered:
+            groups.setdefault(v.message, []).append(v)
+        shown = list(groups.values())[:SHOWN_FAILURES]
+        for i, group in enumerate(shown):
+            first = group[0]
+            text = first.message if i == 0 else (first.brief or first.message)
+            label = cases[first.case_id].label() if len(group) == 1 else f"cases {_ids(group)}"
+            lines.append(f"- {label}\n  " + text.replace("\n", "\n  "))
+        rest = [v for group in list(groups.values())[SHOWN_FAILURES:] for v in group]
+        if rest:
             lines.append(f"- and {len(rest)} more failing cases: {_ids(rest)}")
     lines.extend(n.text for n in notes)
     passing = [cases[v.case_id] for v in verdicts if v.status == PASSED]

@@ -470,11 +470,33 @@ def test_a_hang_or_crash_in_backward_keeps_the_forward_points(grader, status, ki
         backward = tests[f"ReLU backward ({visibility})"]
         assert backward.score == 0 and backward.failure_kind == kind
     public = tests["ReLU backward (public)"].output
-    assert f"ReLU.backward: {message}" in public and public.count(message) == 1
-    assert "forward" not in public.replace("ReLU.backward", "")
+    assert message in public and public.count(message) == 1
+    assert "forward" not in public
     assert report.score == 100.0 - tests["ReLU backward (public)"].max_score - (
         tests["ReLU backward (hidden)"].max_score
     )
+
+
+def test_a_phase_less_message_is_given_its_phase_and_said_once(grader):
+    def hang(case, output):
+        if case.activation == "ELU":
+            note = "took too long" if case.id in ("ELU-p1", "ELU-p2") else "not run: timed out"
+            output.backward = PhaseOutput(out.TIMEOUT, message=note)
+
+    public = by_name(_handmade_report(grader, hang))["ELU backward (public)"].output
+    assert public.count("ELU.backward: took too long") == 1
+    assert "- cases ELU-p1, ELU-p2\n" in public
+
+
+def test_a_real_hang_in_backward_is_told_once_per_message(grader, tmp_path):
+    hanging = _bwd("ReLU", "while True:\n    pass")
+    tests = by_name(_grade(grader, tmp_path, hanging))
+    assert tests["ReLU forward (public)"].status == PASSED
+    backward = tests["ReLU backward (public)"]
+    assert backward.failure_kind == TIMEOUT_KIND
+    lines = backward.output.splitlines()
+    assert len(lines) == len(set(lines)), backward.output  # no sentence twice
+    assert "forward" not in backward.output
 
 
 def test_a_missing_backward_keeps_the_forward_points(grader):
@@ -489,6 +511,7 @@ def test_a_missing_backward_keeps_the_forward_points(grader):
     assert backward.failure_kind == beta.failure_kind == MISSING
     assert "Swish has no method backward()" in backward.output
     assert "not run: Swish has no method backward()" in beta.output
+    assert beta.output.count("no method backward") == 1
 
 
 def test_a_missing_class_is_named_once(grader):
