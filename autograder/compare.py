@@ -2,7 +2,10 @@
 
 Messages follow numpy.testing's style: how many elements mismatch and what
 share, the largest absolute and relative difference, then the worst few
-elements with the input ``Z`` they came from, expected and got.
+elements with the input ``Z`` they came from, expected and got. For an
+element-wise backward each element also shows its ``dLdA`` and the
+derivative it implies, ``dAdZ = dLdZ / dLdA``, expected and the student's:
+a derivative off by a factor, or a backward that ignores ``dLdA``, shows there.
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ class Comparison:
     # Where it went wrong: (index, Z, expected, got) of the worst elements.
     worst: list[tuple[tuple[int, ...], float | None, float, float]] = field(default_factory=list)
     shape_problem: str = ""
+    # dLdA at each of the worst elements (element-wise backward only), else empty.
+    worst_dLdA: list[float] = field(default_factory=list)
 
 
 def close(expected: np.ndarray, got: np.ndarray, rtol: float, atol: float) -> np.ndarray:
@@ -77,8 +82,13 @@ def compare(
     atol: float,
     Z: np.ndarray | None = None,
     name: str = "A",
+    dLdA: np.ndarray | None = None,
 ) -> Comparison:
-    """Compare ``got`` with ``expected`` (both float64)."""
+    """Compare ``got`` with ``expected`` (both float64).
+
+    ``dLdA``, given for an element-wise backward, is shown beside each of the
+    worst elements with the derivative it implies.
+    """
     expected = np.asarray(expected, dtype=np.float64)
     got = np.asarray(got, dtype=np.float64)
     if got.shape != expected.shape:
@@ -106,10 +116,14 @@ def compare(
     rel = np.where(np.isnan(rel), np.inf, rel)
     order = np.argsort(-np.where(ok, -1.0, diff), axis=None, kind="stable")[: min(bad, WORST_SHOWN)]
     worst = []
+    worst_dLdA = []
+    with_dLdA = dLdA is not None and np.shape(dLdA) == expected.shape
     for flat in order:
         index = tuple(int(i) for i in np.unravel_index(int(flat), expected.shape))
         z = None if Z is None or np.shape(Z) != expected.shape else float(np.asarray(Z)[index])
         worst.append((index, z, float(expected[index]), float(got[index])))
+        if with_dLdA:
+            worst_dLdA.append(float(np.asarray(dLdA)[index]))
     comparison = Comparison(
         passed=False,
         mismatched=bad,
@@ -117,22 +131,40 @@ def compare(
         max_abs=float(np.max(np.where(ok, 0.0, diff))),
         max_rel=float(np.max(np.where(ok, 0.0, rel))),
         worst=worst,
+        worst_dLdA=worst_dLdA,
     )
     comparison.message = describe(comparison, name)
     return comparison
 
 
-def describe(c: Comparison, name: str) -> str:
-    """numpy.testing-style text for a failed comparison."""
+# Below this |dLdA| the quotient dLdZ / dLdA says nothing useful.
+_TINY_DLDA = 1e-8
+
+
+def _implied(e: float, g: float, d: float) -> str:
+    if abs(d) < _TINY_DLDA:
+        return "; dLdA = 0 here, so dLdZ must be 0" if d == 0 and g != 0 else ""
+    with np.errstate(all="ignore"):
+        return f"; dAdZ = dLdZ / dLdA: expected {fmt(e / d)}, yours {fmt(g / d)}"
+
+
+def describe(c: Comparison, name: str, shown: int = WORST_SHOWN) -> str:
+    """numpy.testing-style text for a failed comparison, with ``shown`` worst elements."""
     share = 100.0 * c.mismatched / max(c.total, 1)
     lines = [
         f"{name}: {c.mismatched} of {c.total} elements differ ({share:.3g}%); "
         f"max abs diff {fmt(c.max_abs)}, max rel diff {fmt(c.max_rel)}"
     ]
-    for index, z, e, g in c.worst:
+    for i, (index, z, e, g) in enumerate(c.worst[:shown]):
         where = f"at {list(index)}" if index else "at the only element"
         at_z = "" if z is None else f" where Z = {fmt(z)}"
-        lines.append(f"  {where}{at_z}: expected {fmt(e)}, got {fmt(g)}")
+        line = f"  {where}{at_z}"
+        if i < len(c.worst_dLdA):
+            d = c.worst_dLdA[i]
+            line += f", dLdA = {fmt(d)}: expected {fmt(e)}, got {fmt(g)}{_implied(e, g, d)}"
+        else:
+            line += f": expected {fmt(e)}, got {fmt(g)}"
+        lines.append(line)
     return "\n".join(lines)
 
 

@@ -403,6 +403,7 @@ class Grader:
             notes=list(self.notes),
             hidden_graded=self.hidden_graded,
             student_output=runs.get("public", RunOutput()).stdout,
+            import_error=checks.import_headline(ctx),
         )
         if self.options.plots_dir:
             from autograder import plots

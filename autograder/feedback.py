@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from autograder import compare
+from autograder import compare, report
 from autograder import outputs as out
 from autograder.cases import Case, Expected
 from autograder.outputs import CaseOutput, RunOutput
@@ -186,7 +186,11 @@ STRUCTURAL: tuple[Structural, ...] = (
         "dLdbeta-missing",
         "{cls}.backward did not set self.dLdbeta; beta is learnable, so backward must also "
         "store dLdbeta = the sum over the batch of dLdA * Z**2 * s * (1 - s), s = sigmoid(beta Z).",
-        lambda case, phase, output: phase == "dLdbeta" and output.dLdbeta.status == out.MISSING,
+        lambda case, phase, output: (
+            phase == "dLdbeta"
+            and output.dLdbeta.status == out.MISSING
+            and not output.dLdbeta.info.get("method")  # backward itself is missing
+        ),
     ),
 )
 
@@ -222,8 +226,8 @@ def named_mistakes(case: Case, phase: str, output: CaseOutput) -> list[tuple[str
 # ------------------------------------------------------------ finite-difference self-check
 
 # Failing cases probed per activation: those the checks describe in full
-# (checks.SHOWN_FAILURES; the others are only listed by id).
-PROBED_PER_ACTIVATION = 3
+# (checks.SHOWN_FAILURES, the most telling first; the others are only listed by id).
+PROBED_PER_ACTIVATION = 2
 # Step of the central differences, relative to max(1, |Z|), by the precision of the
 # student's outputs: small enough that the truncation error (h^2 f'''/6) is
 # negligible, large enough that rounding in the student's forward does not swamp it.
@@ -286,15 +290,18 @@ def _backward_fails(case: Case, output: CaseOutput) -> bool:
 def probe_requests(cases: list[Case], run: RunOutput) -> dict[str, list[np.ndarray]]:
     """Probe inputs for the public cases whose backward failed, by case id.
 
-    Only the first few failing cases of each activation are probed: the ones
-    whose feedback is shown in full.
+    Only the first few failing cases of each activation, in :func:`telling_order`,
+    are probed: the ones whose feedback is shown in full.
     """
     requests: dict[str, list[np.ndarray]] = {}
     per_activation: dict[str, int] = {}
+    failing = []
     for case in cases:
         output = run.cases.get(case.id)
-        if case.visibility != "public" or output is None or not _backward_fails(case, output):
-            continue
+        if case.visibility == "public" and output is not None and _backward_fails(case, output):
+            failing.append(case)
+    for case in telling_order(failing):
+        output = run.cases[case.id]
         if per_activation.get(case.activation, 0) >= PROBED_PER_ACTIVATION:
             continue
         probes = probe_inputs(case, output)
@@ -403,71 +410,167 @@ def _example(case: Case, got: np.ndarray, check: SelfCheck, where: np.ndarray) -
     flat = int(np.argmax(gap))
     index = tuple(int(i) for i in np.unravel_index(flat, gap.shape))
     z = float(np.asarray(case.Z, dtype=np.float64)[index])
-    at = f"at {list(index)}" if index else "at the only element"
+    at = f"at {list(index)}" if index else "at its only element"
     return (
-        f"e.g. {at} where Z = {compare.fmt(z)}: your dLdZ = {compare.fmt(float(got[index]))}, "
-        f"differences of your forward give {compare.fmt(float(check.fd[index]))}"
+        f"e.g. case {case.id} {at} where Z = {compare.fmt(z)}: your dLdZ = "
+        f"{compare.fmt(float(got[index]))}, differences of your forward give "
+        f"{compare.fmt(float(check.fd[index]))}"
     )
 
 
-def self_check_text(case: Case, output: CaseOutput) -> str:
-    """The verdict of :func:`self_check` as one feedback line ("" when it cannot tell)."""
+# Verdicts of the self-check, as codes (the sentence is chosen from the code).
+BACKWARD_MISMATCH = "backward-mismatch"  # forward right, backward not its derivative
+FORWARD_ONLY = "forward-only"  # forward wrong, backward the derivative of that forward
+BOTH = "both"  # forward wrong, backward not its derivative either
+IMPRECISE = "imprecise"  # backward matches to about four digits only
+AT_KINK = "at-kink"  # every differing element sits at a kink
+OUT_OF_REACH = "out-of-reach"  # every differing element has large |Z| or is not finite
+
+# When a test's cases get different verdicts, the first of these is shown.
+SELF_CHECK_PRIORITY = (BACKWARD_MISMATCH, BOTH, FORWARD_ONLY, IMPRECISE, AT_KINK, OUT_OF_REACH)
+
+SELF_CHECK = "Self-check (central finite differences of your own forward): "
+
+
+def self_check_verdict(case: Case, output: CaseOutput) -> tuple[str, str] | None:
+    """The self-check's verdict on a failing backward: (code, sentence); None if it cannot tell."""
     check = self_check(case, output)
     if check is None or not check.checked.any():
-        return ""
+        return None
     got = output.backward.value
     assert got is not None and case.expected is not None
     spec = case.spec
     failing = ~compare.close(case.expected.dLdZ, got, spec.rtol, spec.atol)
     disagree = check.checked & ~check.agrees
     n, k = int(check.checked.sum()), int(disagree.sum())
-    head = "Self-check (central finite differences of your own forward): "
     if k:
         where = f"at {k} of the {n} elements checked, {_example(case, got, check, disagree)}"
         if check.forward_ok:
-            return (
-                head + "your forward is right on this case, but your backward does not match "
-                f"your own forward ({where}): the derivative in backward is what to fix."
+            return BACKWARD_MISMATCH, (
+                SELF_CHECK + "your forward is right, but your backward is not its derivative "
+                f"({where}): the derivative in backward is what to fix."
             )
-        return (
-            head + "both: your forward is wrong on this case, and your backward does not "
-            f"match your own forward either ({where}). Fix forward first, then make backward "
-            "its derivative."
+        return BOTH, (
+            SELF_CHECK + "your forward is wrong, and your backward is not the derivative of "
+            f"your forward either ({where}). Fix forward first, then compare again."
         )
     if (failing & check.checked).any():
         if not check.forward_ok:
-            return (
-                head + "your forward is wrong on this case; your backward matches your own "
-                f"forward (all {n} elements checked agree), so it differentiates the wrong "
-                "function: fix the formula in forward, then backward to match."
+            return FORWARD_ONLY, (
+                SELF_CHECK + "your backward is the correct derivative of your forward; fix "
+                f"forward (all {n} elements checked agree; where backward repeats forward's "
+                "formula, correct it there too)."
             )
-        return (
-            head + "your backward matches your own forward to about four digits, but not to "
-            "the grading tolerance: look for a small inaccuracy (an approximation, a rounded "
+        return IMPRECISE, (
+            SELF_CHECK + "your backward matches your own forward to about four digits, but not "
+            "to the grading tolerance: look for a small inaccuracy (an approximation, a rounded "
             "constant, low precision)."
         )
     # Every element that differs is out of the finite differences' reach.
     if (failing & check.near_kink).any():
-        where = (
-            f"the elements that differ sit at {_kinks_text(case)} (or within a step of it), "
-            "where the derivative takes the value PyTorch chose"
+        code, where = (
+            AT_KINK,
+            (
+                f"the elements that differ sit at {_kinks_text(case)} (or within a step of it), "
+                "where the derivative takes the value PyTorch chose"
+            ),
         )
         advice = "check that value (see the docstring)"
     else:
-        where = (
-            f"the elements that differ have large |Z| (beyond {FD_MAX_Z:g}) or are not finite, "
-            "where finite differences cannot help"
+        code, where = (
+            OUT_OF_REACH,
+            (
+                f"the elements that differ have large |Z| (beyond {FD_MAX_Z:g}) or are not finite, "
+                "where finite differences cannot help"
+            ),
         )
         advice = "make backward safe for large |Z|"
     if not check.forward_ok:
         advice = "but your forward is wrong on this case: fix it first"
-    return (
-        head + f"where finite differences can be trusted your backward matches your own "
+    return code, (
+        SELF_CHECK + f"where finite differences can be trusted your backward matches your own "
         f"forward; {where}: {advice}."
     )
 
 
-# ------------------------------------------------------------ hints of one case
+def self_check_text(case: Case, output: CaseOutput) -> str:
+    """The self-check's sentence ("" when it cannot tell)."""
+    verdict = self_check_verdict(case, output)
+    return verdict[1] if verdict else ""
+
+
+# ------------------------------------------------------------ what failed, as a code
+
+
+def _warnings(output: CaseOutput, phase: str) -> list[str]:
+    return list(output.phase(phase).info.get("warnings") or [])
+
+
+def numeric_kind(got: np.ndarray, expected: np.ndarray, warnings: list[str]) -> str:
+    """overflow, underflow-0/0 or nan-inf when ``got`` is not finite where ``expected`` is; else "".
+
+    numpy's own warnings (recorded by the worker on public cases) tell the
+    mechanism: an overflow ("overflow encountered in exp") against a nan from
+    0/0 after terms underflowed to 0 silently (numpy ignores underflow, so only
+    "invalid value encountered in divide" is raised then). Anything else, and
+    every hidden case (no warnings recorded), is nan-inf.
+    """
+    expected = np.asarray(expected, dtype=np.float64)
+    with np.errstate(all="ignore"):
+        bad = ~np.isfinite(got) & np.isfinite(expected)
+    if not bad.any():
+        return ""
+    text = " ".join(warnings)
+    if "overflow" in text:
+        return report.OVERFLOW
+    if "invalid value" in text and np.isnan(got[bad]).any():
+        return report.UNDERFLOW
+    return report.NAN_INF
+
+
+def value_kind(
+    case: Case, phase: str, got: np.ndarray, result: compare.Comparison, output: CaseOutput
+) -> str:
+    """The code of a comparison that failed: shape, overflow, underflow-0/0, nan-inf or wrong-value."""
+    if result.shape_problem:
+        return report.SHAPE
+    expected = case.expected.phase(phase) if case.expected is not None else None
+    if expected is not None:
+        kind = numeric_kind(got, np.asarray(expected), _warnings(output, phase))
+        if kind:
+            return kind
+    return report.WRONG_VALUE
+
+
+# ------------------------------------------------------------ notes of one case
+
+
+@dataclass(frozen=True)
+class Note:
+    """A sentence about a failing test, shown once however many cases it applies to.
+
+    Two notes with the same ``key`` say the same thing (the text may differ in
+    its example); the first one, from the most telling case, is shown.
+    ``rank`` orders a test's notes.
+    """
+
+    key: str
+    text: str
+    rank: int
+
+
+RANK_MISTAKE, RANK_SELF_CHECK, RANK_NUMERIC, RANK_HINT, RANK_WARNINGS, RANK_WHERE = range(6)
+
+
+@dataclass
+class CaseNotes:
+    """What the feedback adds to one failing public case."""
+
+    notes: list[Note]
+    mistake: str = ""  # the catalogued mistake its output matched, if any
+    # The case's forward failed and nothing points at the phase itself: it
+    # fails because forward does (backward and dLdbeta only).
+    follows_forward: bool = False
 
 
 def _forward_wrong(case: Case, output: CaseOutput) -> bool:
@@ -481,31 +584,214 @@ def _forward_wrong(case: Case, output: CaseOutput) -> bool:
     )
 
 
-def case_hints(
-    case: Case, phase: str, output: CaseOutput, result: compare.Comparison | None
-) -> str:
-    """Extra lines (each starting with a newline) explaining a failed case."""
-    hints: list[str] = []
-    mistakes = named_mistakes(case, phase, output)
-    for name, sentence in mistakes[:SHOWN_MISTAKES]:
-        hints.append(f"{MISTAKE_PREFIX} ({name}): {sentence}")
-    verdict = ""
+def _mistake_has_right_forward(case: Case, name: str) -> bool:
+    """Whether catalogued mistake ``name`` computes the right A on ``case`` (its own phase is later)."""
+    mistaken = case.mistakes.get(name)
+    if mistaken is None or case.expected is None:
+        return True  # a structural mistake: recognised from the phase's own output
+    return _same(case.expected.A, mistaken.A, case.spec.rtol, case.spec.atol)
+
+
+NUMERIC_TEXT = {
+    report.OVERFLOW: "an intermediate value overflowed to inf, and the result holds inf or nan "
+    "where |Z| is large. Rewrite the formula so that nothing can overflow (for example, "
+    "exponentials of -|Z| only, or shift by the largest value first).",
+    report.UNDERFLOW: "the result holds nan from 0/0: every term of a quotient underflowed to 0 "
+    "(e^x is 0 for x below about -745), so numerator and denominator are both 0. Shift by a "
+    "value from the same sum (e.g. each row's own maximum, not the whole array's), so the "
+    "largest term is e^0 = 1.",
+    report.NAN_INF: "the result holds inf or nan where the expected values are finite.",
+}
+
+
+def case_notes(
+    case: Case,
+    phase: str,
+    output: CaseOutput,
+    result: compare.Comparison | None,
+    kind: str,
+) -> CaseNotes:
+    """The notes of one failing public case of ``phase`` (its failure code is ``kind``)."""
+    notes: list[Note] = []
+    named = named_mistakes(case, phase, output)
+    own = [(n, s) for n, s in named if phase == "forward" or _mistake_has_right_forward(case, n)]
+    for name, sentence in named[:SHOWN_MISTAKES]:
+        text = f"{MISTAKE_PREFIX} ({name}): {sentence}"
+        notes.append(Note(f"mistake:{name}", text, RANK_MISTAKE))
+    mistake = named[0][0] if named else ""
+    verdict = None
     if phase == "backward" and result is not None and not result.passed:
-        verdict = self_check_text(case, output)
+        verdict = self_check_verdict(case, output)
         if verdict:
-            hints.append(verdict)
-    # The self-check's verdict already says whether forward is wrong.
-    forward_failed = output.forward.status == out.OK and _forward_wrong(case, output)
-    if phase in ("backward", "dLdbeta") and not verdict and forward_failed:
-        hints.append("Hint: forward is also wrong on this case; fix forward first.")
-    warnings = output.phase(phase).info.get("warnings") or []
-    if warnings and result is not None:
-        got = output.phase(phase).value
-        if got is not None and not np.all(np.isfinite(got)):
-            hints.append(
-                "Hint: numpy warned (" + "; ".join(warnings) + "); the result holds inf or nan. "
-                "Rewrite the formula so that large |Z| cannot overflow."
+            notes.append(Note(f"self-check:{verdict[0]}", verdict[1], RANK_SELF_CHECK))
+    forward_failed = phase != "forward" and _forward_wrong(case, output)
+    follows = forward_failed and not own and (verdict is None or verdict[0] != BACKWARD_MISMATCH)
+    if forward_failed and output.forward.status == out.OK and verdict is None:
+        text = "Hint: forward is also wrong on these cases; fix forward first."
+        notes.append(Note("forward-wrong", text, RANK_HINT))
+    warnings = _warnings(output, phase)
+    if kind in NUMERIC_TEXT and not named:
+        said = f"numpy warned ({'; '.join(warnings)}): " if warnings else ""
+        text = "Hint: " + said + NUMERIC_TEXT[kind]
+        notes.append(Note(f"numeric:{kind}", text, RANK_NUMERIC))
+    elif warnings and result is not None and kind not in NUMERIC_TEXT:
+        notes.append(Note("warnings", "numpy warned: " + "; ".join(warnings), RANK_WARNINGS))
+    return CaseNotes(notes, mistake, follows)
+
+
+# ------------------------------------------------------------ the order of cases
+
+
+def _has_kink(case: Case) -> bool:
+    kinks = case.spec.kink_points(case.kwargs)
+    return bool(kinks) and bool(np.isin(np.asarray(case.Z, dtype=np.float64), kinks).any())
+
+
+def _unit_dLdA(case: Case) -> bool:
+    # dLdA of ones (and zeros, signs): dLdZ is the derivative itself, as in a worked example.
+    dLdA = np.asarray(case.dLdA, dtype=np.float64)
+    return bool(np.all(np.isin(dLdA, (-1.0, 0.0, 1.0))))
+
+
+def telling_order(cases: list[Case]) -> list[Case]:
+    """Failing cases, the most telling first: a worked example with dLdA = 1, an exact
+    kink, non-default constructor arguments; then the table's order."""
+
+    def key(item: tuple[int, Case]) -> tuple[bool, bool, bool, int]:
+        index, case = item
+        return (not _unit_dLdA(case), not _has_kink(case), not case.kwargs, index)
+
+    return [case for _, case in sorted(enumerate(cases), key=key)]
+
+
+# ------------------------------------------------------------ where it fails
+
+
+def parameter_note(failing: list[Case], passing: list[Case]) -> Note | None:
+    """A sentence when exactly the cases with (or without) a constructor argument fail.
+
+    Defaults are recognised from the data: a case that does not pass an
+    argument uses its default.
+    """
+    everything = failing + passing
+    failing_ids = {c.id for c in failing}
+    names = sorted({k for case in everything for k in case.kwargs})
+    for name in names:
+        given = [c for c in everything if name in c.kwargs]
+        default = [c for c in everything if name not in c.kwargs]
+        if not given or not default:
+            continue
+        values: list[str] = []
+        for c in given:
+            if repr(c.kwargs[name]) not in values:
+                values.append(repr(c.kwargs[name]))
+        listed = f"{name} = " + " or ".join(values)
+        if {c.id for c in given} == failing_ids:
+            return Note(
+                f"where:param:{name}",
+                f"Where: every case with the default {name} passes, every case with {listed} "
+                f"fails: check where {name} enters the formula.",
+                RANK_WHERE,
             )
-        else:
-            hints.append("numpy warned: " + "; ".join(warnings))
-    return "".join("\n" + h for h in hints)
+        if {c.id for c in default} == failing_ids:
+            return Note(
+                f"where:default:{name}",
+                f"Where: every case with {listed} passes, every case with the default {name} "
+                f"fails: check the default value of {name} in __init__.",
+                RANK_WHERE,
+            )
+    return None
+
+
+@dataclass(frozen=True)
+class _Feature:
+    """A property of a case's input that can separate the failing cases from the passing ones."""
+
+    name: str
+    has: Callable[[Case], bool]
+    only_failing: str  # said when exactly the cases with the property fail
+    only_passing: str  # said when exactly the cases with the property pass
+
+
+def _rows(case: Case) -> int:
+    Z = np.asarray(case.Z)
+    return int(Z.shape[0]) if Z.ndim == 2 else 0
+
+
+FEATURES: tuple[_Feature, ...] = (
+    _Feature(
+        "one-row",
+        lambda c: _rows(c) == 1,
+        "only the cases with a single row fail ({failing}): each row is one sample; N = 1 "
+        "must work too (keep the 2-D shape).",
+        "case {passing} (a single row) passes and every case with several rows fails: each row is "
+        "one sample, so check the axis of every sum, max and product (axis=1, keepdims=True).",
+    ),
+    _Feature(
+        "kink",
+        _has_kink,
+        "only the cases with Z exactly at a kink fail ({failing}): check the value of the "
+        "derivative there (see the docstring).",
+        "only the cases with Z exactly at a kink pass ({passing}).",
+    ),
+    _Feature(
+        "large",
+        lambda c: bool(np.max(np.abs(np.asarray(c.Z, dtype=np.float64)), initial=0.0) > FD_MAX_Z),
+        "only the cases with large |Z| fail ({failing}): make the formula safe for |Z| up "
+        "to 1000 (no overflow, no 0/0).",
+        "only the cases with large |Z| pass ({passing}).",
+    ),
+    _Feature(
+        "float32",
+        lambda c: np.asarray(c.Z).dtype == np.float32,
+        "only the float32 cases fail ({failing}): check for code that depends on the dtype "
+        "of Z (a cast, a constant, an integer array).",
+        "only the float32 cases pass ({passing}).",
+    ),
+    _Feature(
+        "1-D",
+        lambda c: np.asarray(c.Z).ndim == 1,
+        "only the 1-D cases fail ({failing}): element-wise code must work on any shape "
+        "(no Z.shape[1], no loop over two axes).",
+        "only the 1-D cases pass ({passing}): element-wise code must work on any shape.",
+    ),
+    _Feature(
+        "3-D",
+        lambda c: np.asarray(c.Z).ndim == 3,
+        "only the 3-D case fails ({failing}): element-wise code must work on any shape "
+        "(no Z.shape[1], no loop over two axes).",
+        "only the 3-D cases pass ({passing}).",
+    ),
+    _Feature(
+        "2-D",
+        lambda c: np.asarray(c.Z).ndim == 2,
+        "only the 2-D cases fail ({failing}).",
+        "only the 2-D cases pass ({passing}) and the others fail: element-wise code must "
+        "work on any shape (no Z.shape[1], no loop over two axes).",
+    ),
+)
+
+
+def where_note(failing: list[Case], passing: list[Case]) -> Note | None:
+    """Where a bug lives, when some cases pass: a constructor argument, or one property of the
+    input (a single row, a kink, large |Z|, float32, a dimension) that exactly the failing (or
+    exactly the passing) cases have. None when nothing separates them."""
+    if not failing or not passing:
+        return None
+    note = parameter_note(failing, passing)
+    if note is not None:
+        return note
+    for feature in FEATURES:
+        fail_has = [feature.has(c) for c in failing]
+        pass_has = [feature.has(c) for c in passing]
+        ids = {
+            "failing": ", ".join(c.id for c in failing),
+            "passing": ", ".join(c.id for c in passing),
+        }
+        if all(fail_has) and not any(pass_has):
+            text = feature.only_failing.format(**ids)
+            return Note(f"where:{feature.name}", "Where: " + text, RANK_WHERE)
+        if all(pass_has) and not any(fail_has):
+            text = feature.only_passing.format(**ids)
+            return Note(f"where:{feature.name}", "Where: " + text, RANK_WHERE)
+    return None

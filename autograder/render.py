@@ -1,8 +1,11 @@
 """Renderers: the same report as a table, JSON, Gradescope, Autolab or JUnit XML output.
 
 Nothing a student's code printed is ever written raw: it travels inside
-JSON strings or indented under a heading, and the Autolab score line is
-always the very last line, written by us.
+JSON strings or indented under a heading, every text format escapes control
+characters (:func:`escape.printable`), and the Autolab score line is always
+the very last line, written by us. Renderers read the report's status names
+and failure codes, never the wording of the feedback, and import neither
+pytest nor the checks.
 """
 
 from __future__ import annotations
@@ -13,12 +16,21 @@ from collections.abc import Callable
 from xml.etree import ElementTree as ET
 
 from autograder import assignment
-from autograder.checks import NOT_IMPLEMENTED_TEXT as NOT_IMPLEMENTED
-from autograder.checks import PASSED
-from autograder.report import Report
+from autograder import report as rep
+from autograder.escape import printable
+from autograder.report import PASSED, Report
 from autograder.report_html import isolation_of
 
 RULE = "-" * 64
+
+
+def _lines(text: str) -> list[str]:
+    """Lines of text from a submission, control characters escaped first.
+
+    Escaping before splitting keeps a CR (or a Unicode line separator) from
+    starting a line of its own that could pass for one of ours.
+    """
+    return printable(text).splitlines()
 
 
 def _status_word(report: Report, activation: str) -> str:
@@ -26,7 +38,7 @@ def _status_word(report: Report, activation: str) -> str:
     if all(t.status == PASSED for t in tests):
         return "passed"
     forward = [t for t in tests if t.phase == "forward" and t.visibility == "public"]
-    if forward and NOT_IMPLEMENTED in forward[0].output and forward[0].cases_passed == 0:
+    if forward and forward[0].failure_kind == rep.NOT_IMPLEMENTED and forward[0].cases_passed == 0:
         return "not implemented"
     if any(t.score > 0 for t in tests):
         return "partial"
@@ -39,7 +51,12 @@ def _cell(report: Report, activation: str, phases: tuple[str, ...]) -> str:
     if not tests:
         return ""
     if tests[0].phase == "rule":
-        return "rule " + ("ok" if tests[0].status == PASSED else "x")
+        if tests[0].status == PASSED:
+            return "rule ok"
+        # "x": broken; "-": not judged (forward never ran, the file did not import).
+        # A report from before failure codes (schema 1) showed "x" for both.
+        kind = tests[0].failure_kind
+        return "rule " + ("x" if kind == rep.RULE or not kind else "-")
     passed = sum(t.cases_passed for t in tests)
     total = sum(t.cases_total for t in tests)
     label = "dLdbeta " if tests[0].phase == "dLdbeta" else ""
@@ -49,9 +66,12 @@ def _cell(report: Report, activation: str, phases: tuple[str, ...]) -> str:
 def table(report: Report) -> str:
     """A per-activation summary like the CMU runner's, then each failure's details.
 
-    Cells count passed cases (public and hidden together).
+    Cells count passed cases (public and hidden together). A module that did
+    not import gets one headline at the top and one line for all its tests.
     """
     lines = [RULE, f"Autograder report: {report.submission}", RULE]
+    if report.import_error:
+        lines += [report.import_error[0].upper() + report.import_error[1:], RULE]
     acts = report.activations()
     width = max([len(a) for a in acts] + [10])
     lines.append(
@@ -81,22 +101,31 @@ def table(report: Report) -> str:
     failures = [
         t for t in report.tests if t.status != PASSED and t.activation not in not_implemented
     ]
-    if failures:
+    if failures and all(t.failure_kind == rep.IMPORT for t in failures):
+        # The headline says why; each test's own line is in the other formats.
+        lines.append("What did not pass: every test, since your module did not import (above).")
+    elif failures:
         lines.append("What did not pass:")
         for t in failures:
-            lines.append("")
-            lines.append(f"* {t.name}: {t.score:g} / {t.max_score:g} points ({t.status})")
-            lines.extend("    " + line for line in t.output.splitlines())
+            header = f"* {t.name}: {t.score:g} / {t.max_score:g} points ({t.status})"
+            output = _lines(t.output)
+            if len(output) <= 1:
+                # A one-line verdict (hidden counts, an import failure) shares the header's line.
+                lines.append(header + (f": {output[0]}" if output else ""))
+                continue
+            lines.append(header)
+            lines.extend("    " + line for line in output)
     elif not not_implemented:
         lines.append("Everything passed. Well done!")
     if report.student_output:
         lines.append("")
         lines.append("Your code printed (first lines):")
-        lines.extend("  | " + line for line in report.student_output.splitlines()[:20])
+        lines.extend("  | " + line for line in _lines(report.student_output)[:20])
     lines.append("")
     lines.append(f"Graded in {report.duration_s:.2f} s (sandbox: {report.sandbox or 'none'}).")
     lines.extend(f"Note: {note}" for note in report.notes)
-    return "\n".join(lines) + "\n"
+    # Submission names, messages and printed output come from the student: no raw controls.
+    return printable("\n".join(lines) + "\n")
 
 
 def as_json(report: Report) -> str:
@@ -187,7 +216,11 @@ def autolab_scores(report: Report) -> dict:
 
 
 def autolab(report: Report) -> str:
-    """The table, then the score line Autolab reads: always the very last line."""
+    """The table, then the score line Autolab reads: always the very last line.
+
+    The table escapes control characters and the score line is ASCII JSON, so
+    nothing the student printed can move the cursor or fake the last line.
+    """
     return table(report) + json.dumps(autolab_scores(report)) + "\n"
 
 
@@ -201,8 +234,8 @@ def _xml_text(text: str) -> str:
 
 def junit(report: Report) -> str:
     """JUnit XML for CI systems: one testcase per test, failures carrying the feedback."""
-    failures = sum(t.status == "failed" for t in report.tests)
-    errors = sum(t.status not in (PASSED, "failed") for t in report.tests)
+    failures = sum(t.status == rep.FAILED for t in report.tests)
+    errors = sum(t.status not in (PASSED, rep.FAILED) for t in report.tests)
     counts = {
         "tests": str(len(report.tests) + bool(report.problem)),
         "failures": str(failures),
@@ -240,7 +273,7 @@ def junit(report: Report) -> str:
         )
         points = f"{t.score:g} / {t.max_score:g} points"
         if t.status != PASSED:
-            tag = "failure" if t.status == "failed" else "error"
+            tag = "failure" if t.status == rep.FAILED else "error"
             first = (t.output.splitlines() or [t.status])[0]
             node = ET.SubElement(
                 case, tag, {"message": _xml_text(f"{points}: {first}"), "type": t.status}

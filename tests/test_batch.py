@@ -281,6 +281,7 @@ def _report(name: str, statuses: dict[str, str], problem: str = "") -> Report:
                 output="not implemented yet (raises NotImplementedError)"
                 if status == "error"
                 else "1/3 public cases passed.",
+                failure_kind={"error": "not-implemented", "failed": "wrong-value"}.get(status, ""),
             )
         )
     return Report(submission=name, tests=tests, problem=problem)
@@ -309,8 +310,8 @@ def test_summary_statistics():
     rates = {r.label: (r.passed, r.total) for r in s.tests}
     assert rates == {"ReLU forward (public)": (3, 4), "ReLU backward (public)": (1, 4)}
     top = s.failures[0]
-    assert (top.test, top.kind, top.count) == ("ReLU backward (public)", "wrong values", 2)
-    assert ("ReLU forward (public)", "not implemented") in {(f.test, f.kind) for f in s.failures}
+    assert (top.test, top.kind, top.count) == ("ReLU backward (public)", "wrong-value", 2)
+    assert ("ReLU forward (public)", "not-implemented") in {(f.test, f.kind) for f in s.failures}
 
 
 def test_summary_text_and_html_name_every_part():

@@ -149,7 +149,7 @@ BUGS = {
             "backward",
             "return dLdA * (self.Z >= 0)",
         ),
-        {"ReLU backward (public)": "where Z = 0", "ReLU backward (hidden)": "ReLU-h3"},
+        {"ReLU backward (public)": "where Z = 0", "ReLU backward (hidden)": "hidden cases passed"},
     ),
     "sigmoid-derivative-at-A": (
         _bwd("Sigmoid", "s = 1 / (1 + np.exp(-self.A))\nreturn dLdA * s * (1 - s)"),
@@ -291,6 +291,8 @@ def test_hidden_feedback_reveals_no_inputs(grader, tmp_path):
     report = grader.grade(write_layout(tmp_path, source, "file"), use_pytest=False)
     hidden = by_name(report)["Sigmoid backward (hidden)"]
     assert "Z =" not in hidden.output and "expected" not in hidden.output
-    assert "Sigmoid-h1" in hidden.output
+    # Counts only: naming the failing hidden cases would leak a bit of each input.
+    assert hidden.output == f"{hidden.cases_passed}/{hidden.cases_total} hidden cases passed."
+    assert "Sigmoid-h" not in hidden.output and hidden.failure_kind == "wrong-value"
     public = by_name(report)["Sigmoid backward (public)"]
     assert "expected" in public.output and "seed" in public.output

@@ -10,10 +10,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from helpers import REFERENCE_SOURCE, write_layout
+from test_feedback import MAX_FAILURE_LINES, failure_section
 
-from autograder import assignment, cases, engine, feedback, mistakes, reference, submission
-from autograder.checks import PASSED
+from autograder import assignment, cases, engine, feedback, mistakes, reference, render, submission
 from autograder.engine import GradeOptions, Grader
+from autograder.report import FAILURE_KINDS, PASSED
 
 COMPUTED = [m for m in mistakes.CATALOGUE if not m.structural]
 
@@ -67,14 +68,20 @@ def test_each_mistake_submitted_alone_is_named(grader, tmp_path, mistake):
     assert source != REFERENCE_SOURCE
     report = grader.grade(write_layout(tmp_path, source, "file"), use_pytest=False)
     tests = {t.name: t for t in report.tests}
-    # The phase where the mistake shows fails, and its feedback names the mistake.
+    # The phase where the mistake shows fails, and carries the mistake's id as data.
     shown = tests[f"{mistake.activation} {mistake.phase} (public)"]
     assert shown.status != PASSED
-    assert f"{feedback.MISTAKE_PREFIX} ({mistake.name}):" in shown.output, shown.output
+    assert shown.mistake == mistake.name, shown.output
+    assert shown.failure_kind in FAILURE_KINDS
     # A mistake in one class costs nothing elsewhere.
     for test in report.tests:
         if test.activation != mistake.activation:
             assert test.status == PASSED, (test.name, test.output)
+        elif test.status != PASSED:
+            assert test.failure_kind in FAILURE_KINDS, test.name
+    # It explains itself in a few lines.
+    section = failure_section(render.table(report))
+    assert len(section) <= MAX_FAILURE_LINES, "\n".join(section)
 
 
 def test_replace_methods_changes_signatures_and_adds_methods():
@@ -171,4 +178,4 @@ def test_student_bundle_names_mistakes_from_the_data_file_alone(monkeypatch, tmp
     with Grader(GradeOptions(public_only=True, allow_unisolated=True)) as g:
         report = g.grade_submission(sub, use_pytest=False)
     backward = {t.name: t for t in report.tests}["Softmax backward (public)"]
-    assert "(softmax-diagonal-jacobian):" in backward.output
+    assert backward.mistake == "softmax-diagonal-jacobian"
