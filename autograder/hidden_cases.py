@@ -52,7 +52,13 @@ HIDDEN: dict[str, tuple[CaseSpec, ...]] = {
     "Swish": (
         Random((8, 6), seed=950, kwargs={"beta": 2.0}),
         Random((3, 2, 5), seed=951, dtype="float32"),
-        Values(_BIG, seed=952, kwargs={"beta": 0.5}),
+        # Large |Z| (where e^(-beta Z) overflows) with a few moderate values, so that
+        # dLdbeta is far from 0: on _BIG alone it is 4e-8, which any tiny answer matches.
+        Values(
+            ((-1000.0, -745.0, -50.0, -2.0), (1.5, 50.0, 745.0, 1000.0)),
+            seed=952,
+            kwargs={"beta": 0.5},
+        ),
     ),
     "Softplus": (
         Random((8, 6), seed=1050, scale=8.0),
@@ -78,6 +84,8 @@ HIDDEN: dict[str, tuple[CaseSpec, ...]] = {
         Random((8, 10), seed=1450, scale=5.0),
         Random((5, 7), seed=1451, scale=400.0),
         Random((6, 3), seed=1452, dtype="float32"),
-        Random((4, 1), seed=1453),
+        # The narrowest rows: two features. (One feature would make A all ones and
+        # dLdZ all zeros, which a constant answer passes.)
+        Random((4, 2), seed=1453),
     ),
 }
