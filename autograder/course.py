@@ -23,8 +23,9 @@ A course file says:
 - how scores are named on Autolab (one problem per activation, or a single
   problem such as ``Activation``) and on Gradescope (test names).
 
-Everything here is the standard library plus the table: no module that runs
-or judges code is imported. An unusable course raises :class:`CourseError`,
+Everything here is the standard library plus the table (and the hidden rows,
+where they exist): no module that runs or judges code is imported, and the
+reference is only read, with ``ast``, to check that a graded class exists. An unusable course raises :class:`CourseError`,
 whose message is one line naming the key, e.g.
 ``course.toml: activations.GeLU: no such class (did you mean GELU?)``.
 """
@@ -519,6 +520,12 @@ class _Parser:
                     base.name, "hidden", hidden_table.get(base.name, ()), kwargs_mode, drop
                 )
             self.check_cases(row, pub, hid, prefix, kwargs_mode)
+            # Only graded cases: none of a visibility whose tests have no points (the
+            # public ones stay for a rule, judged once forward passes a public case).
+            if not _graded(row, "public") and not row.rules:
+                pub = []
+            if hid is not None and not _graded(row, "hidden"):
+                hid = []
             rows.append(dataclasses.replace(row, public=tuple(spec for _, _, spec in pub)))
             public.extend(pub)
             if hidden is not None and hid is not None:
@@ -636,14 +643,17 @@ class _Parser:
         for visibility, cases in (("public", public), ("hidden", hidden)):
             if cases is None:
                 continue  # hidden cases not available here: nothing to check
-            wanted = sum(row.test_points(phase, visibility) for phase in row.points)
-            if wanted > 0 and not cases:
+            if _graded(row, visibility) and not cases:
                 raise self.fail(
                     prefix,
                     f"{visibility} tests have points but no {visibility} case is left ({why})",
                 )
         if row.rules and not public:
             raise self.fail(f"{prefix}.rules", "a rule is judged on public cases, and none is left")
+
+
+def _graded(row: Activation, visibility: str) -> bool:
+    return any(row.test_points(phase, visibility) > 0 for phase in row.points)
 
 
 def _select(

@@ -98,6 +98,27 @@ forward = { public = 2 }
     assert c.row("Identity").points == {"forward": assignment.Points(2, 0)}
 
 
+def test_only_graded_cases_are_listed():
+    text = """
+[course]
+total = 2
+[activations.ReLU]
+forward = { public = 1 }
+backward = { public = 1 }
+[activations.Identity]
+forward = { hidden = 0 }
+"""
+    with pytest.raises(CourseError, match=r"activations\.Identity: no phase has points"):
+        course.parse(text)
+    c = course.parse(
+        text.replace("forward = { hidden = 0 }", "forward = { hidden = 0.5 }").replace(
+            "total = 2", "total = 2.5"
+        )
+    )
+    assert c.case_specs("ReLU", "hidden") == () and c.case_specs("ReLU", "public")
+    assert c.case_specs("Identity", "public") == () and c.case_specs("Identity", "hidden")
+
+
 def test_defaults_only_drops_cases_with_constructor_arguments():
     text = """
 [course]
