@@ -282,6 +282,61 @@ def preset_text(name: str) -> str:
     return _preset_dir().joinpath(name + ".toml").read_text(encoding="utf-8")
 
 
+FULL_INTRO = """\
+# The project's whole assignment: every activation the reference implements, with
+# the points, cases and rules of autograder/assignment.py and hidden_cases.py, and
+# every constructor argument the table exercises. The default when a repository has
+# no course.toml. Generated from that table (course.full_preset_text); a copy that
+# `course init full` writes is yours to edit.
+"""
+
+
+def _header() -> str:
+    """The comments that open every preset: what each key means (from cmu-f23.toml)."""
+    text = _preset_dir().joinpath("cmu-f23.toml").read_text(encoding="utf-8")
+    return text[: text.index("\n\n") + 1]
+
+
+def _points_text(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else repr(float(x))
+
+
+def full_preset_text() -> str:
+    """The ``full`` preset as the table gives it: what ``presets/full.toml`` must hold.
+
+    The table stays the one source of the project's own points; the preset file
+    is its readable, editable copy (and ``course init full`` writes it).
+    """
+    lines = [
+        _header(),
+        FULL_INTRO,
+        "[course]",
+        'name = "full"',
+        'title = "mytorch activations: the whole assignment"',
+        f"total = {_points_text(assignment.MAX_SCORE)}",
+        'credit = "proportional"',
+        'constructor_args = "all"',
+        "",
+        "[autolab]",
+        'problems = "per-activation"',
+        "",
+        "[gradescope]",
+        f'test_name = "{DEFAULT_TEST_NAME}"',
+        f'rule_name = "{DEFAULT_RULE_NAME}"',
+    ]
+    for act in assignment.ACTIVATIONS:
+        lines += ["", f"[activations.{act.name}]"]
+        for phase, points in act.points.items():
+            lines.append(
+                f"{phase} = {{ public = {_points_text(points.public)}, "
+                f"hidden = {_points_text(points.hidden)} }}"
+            )
+        if act.rules:
+            rules = ", ".join(f"{rule_key(r)} = {_points_text(r.points)}" for r in act.rules)
+            lines.append(f"rules = {{ {rules} }}")
+    return "\n".join(lines) + "\n"
+
+
 def _unknown_course(name: str) -> str:
     presets = preset_names()
     hint = _did_you_mean(name, presets)

@@ -477,3 +477,18 @@ def test_presets_differ_from_each_other():
 def test_preset_files_ship_as_package_data():
     pyproject = (Path(__file__).resolve().parent.parent / "pyproject.toml").read_text()
     assert '"presets/*.toml"' in pyproject
+
+
+def test_the_full_preset_file_is_generated_from_the_table():
+    committed = (Path(course.__file__).parent / "presets" / "full.toml").read_text("utf-8")
+    assert committed == course.full_preset_text(), (
+        "presets/full.toml differs from the assignment table: write "
+        "course.full_preset_text() to it (the table is the one source of its points)"
+    )
+
+
+def test_every_preset_opens_with_the_same_explanation_of_the_keys():
+    header = course.preset_text("cmu-f23").split("\n\n")[0]
+    assert "constructor_args" in header and "exclude" in header
+    for name in PRESETS:
+        assert course.preset_text(name).startswith(header + "\n"), name
