@@ -394,17 +394,25 @@ def init(preset: str, path: str | os.PathLike[str]) -> Path:
         raise CourseError(f"{target.name}: already exists; not overwritten (remove it first)")
     if not target.parent.is_dir():
         raise CourseError(f"{target.name}: its folder {target.parent} does not exist")
+    exists = CourseError(f"{target.name}: already exists; not overwritten (remove it first)")
     fd, tmp = tempfile.mkstemp(prefix=".course-", suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
-        os.chmod(tmp, 0o644)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         try:
-            os.link(tmp, target)
+            os.link(tmp, target)  # fails if target exists, even if it appeared meanwhile
         except FileExistsError:
-            raise CourseError(
-                f"{target.name}: already exists; not overwritten (remove it first)"
-            ) from None
+            raise exists from None
+        except OSError:
+            # No hard links here (some network or FUSE file systems): create exclusively.
+            try:
+                with open(target, "x", encoding="utf-8") as handle:
+                    handle.write(text)
+            except FileExistsError:
+                raise exists from None
     finally:
         os.unlink(tmp)
     return target
@@ -418,7 +426,8 @@ def parse(text: str, source: str = COURSE_FILE, default_name: str = "course") ->
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise CourseError(f"{source}: not valid TOML: {exc}") from None
+        message = f"{source}: not valid TOML: {exc}"
+        raise CourseError(message.replace("\n", " ")) from None
     return _Parser(source).course(doc, default_name)
 
 

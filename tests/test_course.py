@@ -492,3 +492,18 @@ def test_every_preset_opens_with_the_same_explanation_of_the_keys():
     assert "constructor_args" in header and "exclude" in header
     for name in PRESETS:
         assert course.preset_text(name).startswith(header + "\n"), name
+
+
+def test_init_without_hard_links_still_never_overwrites(tmp_path, monkeypatch):
+    def no_links(src, dst):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    path = course.init("cmu-s25", tmp_path / "course.toml")
+    assert course.load(path).digest() == course.load("cmu-s25").digest()
+    path.write_text("mine\n", encoding="utf-8")
+    monkeypatch.setattr(Path, "exists", lambda self: False)  # as if it appeared meanwhile
+    monkeypatch.setattr(Path, "is_symlink", lambda self: False)
+    with pytest.raises(CourseError, match="already exists; not overwritten"):
+        course.init("cmu-s25", path)
+    assert path.read_text(encoding="utf-8") == "mine\n"
