@@ -16,7 +16,8 @@ A course file says:
   a rule left out is off;
 - which constructor arguments are exercised (``defaults``: only cases built
   with ``Class()``, as CMU's autograder does; ``all``: every case of the table),
-  and which cases are left out by id;
+  and which cases are left out, by kind (the note the table gives them, such
+  as "large |Z|") or by id;
 - the credit mode (``proportional``: a test earns its points in proportion
   to the cases it passes; ``all-or-nothing``: the whole total or nothing, like
   CMU's section scoring) and the total, which the points must add up to;
@@ -74,7 +75,7 @@ COURSE_KEYS = ("name", "title", "total", "credit", "constructor_args")
 AUTOLAB_KEYS = ("problems", "problem")
 GRADESCOPE_KEYS = ("test_name", "rule_name")
 TOP_KEYS = ("course", "autolab", "gradescope", "activations")
-ACTIVATION_EXTRA_KEYS = ("rules", "exclude")
+ACTIVATION_EXTRA_KEYS = ("rules", "exclude", "leave_out")
 
 # (activation, case id, spec): one graded input, identified as feedback names it.
 CaseRow = tuple[str, str, CaseSpec]
@@ -110,6 +111,7 @@ class Course:
     public: tuple[CaseRow, ...]
     hidden: tuple[CaseRow, ...] | None
     excluded: tuple[str, ...]
+    left_out: tuple[tuple[str, str], ...]
     autolab_mode: str
     autolab_problem: str
     test_name_format: str
@@ -222,6 +224,7 @@ class Course:
             "public": [_case_identity(c) for c in self.public],
             "hidden": None if self.hidden is None else [_case_identity(c) for c in self.hidden],
             "excluded": list(self.excluded),
+            "left_out": [list(x) for x in self.left_out],
             "autolab": [self.autolab_mode, self.autolab_problem],
             "names": [self.test_name_format, self.rule_name_format],
         }
@@ -570,18 +573,19 @@ class _Parser:
         public: list[CaseRow] = []
         hidden: list[CaseRow] | None = None if hidden_table is None else []
         excluded: list[str] = []
+        left_out: list[tuple[str, str]] = []
         # Table order, whatever the file's order.
         for base in assignment.ACTIVATIONS:
             if base.name not in acts:
                 continue
             prefix = f"activations.{base.name}"
             entry = self.table(acts[base.name], prefix)
-            row, drop = self.activation(base, entry, prefix)
-            pub = _select(base.name, "public", base.public, kwargs_mode, drop)
+            row, drop, kinds = self.activation(base, entry, prefix)
+            pub = _select(base.name, "public", base.public, kwargs_mode, drop, kinds)
             hid = None
             if hidden_table is not None:
                 hid = _select(
-                    base.name, "hidden", hidden_table.get(base.name, ()), kwargs_mode, drop
+                    base.name, "hidden", hidden_table.get(base.name, ()), kwargs_mode, drop, kinds
                 )
             self.check_cases(row, pub, hid, prefix, kwargs_mode)
             # Only graded cases: none of a visibility whose tests have no points (the
@@ -595,6 +599,7 @@ class _Parser:
             if hidden is not None and hid is not None:
                 hidden.extend(hid)
             excluded.extend(drop)
+            left_out.extend((base.name, kind) for kind in kinds)
 
         added = sum(a.max_score for a in rows)
         if abs(added - total) > POINTS_SLACK * max(1.0, total):
@@ -615,6 +620,7 @@ class _Parser:
             public=tuple(public),
             hidden=None if hidden is None else tuple(hidden),
             excluded=tuple(excluded),
+            left_out=tuple(left_out),
             autolab_mode=autolab_mode,
             autolab_problem=problem,
             test_name_format=test_name,
@@ -623,7 +629,7 @@ class _Parser:
 
     def activation(
         self, base: Activation, entry: dict[str, Any], prefix: str
-    ) -> tuple[Activation, tuple[str, ...]]:
+    ) -> tuple[Activation, tuple[str, ...], tuple[str, ...]]:
         phases = tuple(base.points)
         for key in entry:
             if key in assignment.PHASES and key not in phases:
@@ -669,7 +675,24 @@ class _Parser:
                 raise self.fail(key, 'must be a list of case ids, e.g. ["Tanh-p4"]')
             drop = tuple(value)
             self.check_exclusions(base, drop, key)
-        return dataclasses.replace(base, points=points, rules=tuple(rules)), drop
+        kinds: tuple[str, ...] = ()
+        if "leave_out" in entry:
+            value = entry["leave_out"]
+            key = f"{prefix}.leave_out"
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise self.fail(key, 'must be a list of kinds of case, e.g. ["large |Z|"]')
+            kinds = tuple(value)
+            # Checked on the public cases alone, so a student bundle validates the same.
+            notes = [spec.note for spec in base.public if spec.note]
+            for kind in kinds:
+                if kind not in notes:
+                    raise self.fail(
+                        key,
+                        f"no public case of {base.name} is noted {kind!r}"
+                        + _did_you_mean(kind, notes)
+                        + f" (notes: {', '.join(dict.fromkeys(notes)) or 'none'})",
+                    )
+        return dataclasses.replace(base, points=points, rules=tuple(rules)), drop, kinds
 
     def check_exclusions(self, base: Activation, drop: tuple[str, ...], key: str) -> None:
         hidden_table = _hidden_table()
@@ -703,7 +726,7 @@ class _Parser:
         prefix: str,
         kwargs_mode: str,
     ) -> None:
-        why = "after constructor_args and exclude" if kwargs_mode == "defaults" else "after exclude"
+        why = "after constructor_args, exclude and leave_out"
         for visibility, cases in (("public", public), ("hidden", hidden)):
             if cases is None:
                 continue  # hidden cases not available here: nothing to check
@@ -721,12 +744,17 @@ def _graded(row: Activation, visibility: str) -> bool:
 
 
 def _select(
-    name: str, visibility: str, specs: tuple[CaseSpec, ...], kwargs_mode: str, drop: tuple[str, ...]
+    name: str,
+    visibility: str,
+    specs: tuple[CaseSpec, ...],
+    kwargs_mode: str,
+    drop: tuple[str, ...],
+    kinds: tuple[str, ...],
 ) -> list[CaseRow]:
     rows = []
     for index, spec in enumerate(specs, start=1):
         cid = f"{name}-{visibility[0]}{index}"
-        if cid in drop:
+        if cid in drop or (spec.note and spec.note in kinds):
             continue
         if kwargs_mode == "defaults" and spec.kwargs:
             continue

@@ -8,9 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from autograder import assignment, course, reference
+from autograder.cases import materialize
 from autograder.course import CourseError
 from autograder.hidden_cases import HIDDEN
 
@@ -71,10 +73,15 @@ def test_cmu_presets_follow_the_terms():
 
 
 def test_cmu_presets_leave_out_only_inputs_the_course_never_asked_for():
-    f23, s25 = course.load("cmu-f23"), course.load("cmu-s25")
-    assert set(f23.excluded) == {"Tanh-p4", "Tanh-h3", "Softmax-p3", "Softmax-h2"}
-    assert set(s25.excluded) == {"Tanh-p4", "Tanh-h3"}  # Spring 2025 tests Softmax on |Z| ~ 1e4
-    # Ids stay the table's: the case after an excluded one keeps its number.
+    f23, s25, full = course.load("cmu-f23"), course.load("cmu-s25"), course.load("full")
+    assert f23.left_out == (("Tanh", "large |Z|"), ("Softmax", "large |Z|"))
+    assert s25.left_out == (("Tanh", "large |Z|"),)  # Spring 2025 tests Softmax on |Z| ~ 1e4
+    assert f23.excluded == s25.excluded == ()  # no case named: nothing hidden in the file
+    ids = {v: {cid for _, cid, _ in f23.cases(v)} for v in ("public", "hidden")}
+    assert {"Tanh-p4", "Softmax-p3"}.isdisjoint(ids["public"])
+    assert {"Tanh-h3", "Softmax-h2"}.isdisjoint(ids["hidden"])
+    assert {"Tanh-p5", "Tanh-h2", "Softmax-h3"} <= ids["public"] | ids["hidden"]
+    # Ids stay the table's: the case after a left-out one keeps its number.
     assert [i for i, _ in f23.case_specs("Tanh", "public")] == [
         "Tanh-p1",
         "Tanh-p2",
@@ -82,6 +89,24 @@ def test_cmu_presets_leave_out_only_inputs_the_course_never_asked_for():
         "Tanh-p5",
         "Tanh-p6",
     ]
+    assert full.left_out == ()
+
+
+def test_large_inputs_are_noted_so_a_course_can_leave_them_out():
+    # leave_out works by note: a large-|Z| case without the note would stay graded.
+    for act in assignment.ACTIVATIONS:
+        for spec in (*act.public, *HIDDEN[act.name]):
+            Z, _ = materialize(spec)
+            large = float(np.max(np.abs(Z))) >= 100
+            assert large == (spec.note == "large |Z|"), (act.name, spec)
+
+
+def test_no_preset_names_a_hidden_case():
+    # Presets ship in the student bundle, which must not name a hidden case.
+    hidden = [cid for _, cid in table_ids("hidden")]
+    for name in PRESETS:
+        text = course.preset_text(name)
+        assert not [cid for cid in hidden if cid in text], name
 
 
 def test_rows_follow_table_order_whatever_the_file_order():
@@ -287,6 +312,18 @@ INVALID = [
         "ReLU has no rules",
     ),
     (
+        "rules = { no_np_tanh = 2 }",
+        'rules = { no_np_tanh = 2 }\nleave_out = ["big Z"]',
+        "activations.Tanh.leave_out",
+        "no public case of Tanh is noted 'big Z'",
+    ),
+    (
+        "rules = { no_np_tanh = 2 }",
+        'rules = { no_np_tanh = 2 }\nleave_out = "large |Z|"',
+        "activations.Tanh.leave_out",
+        "must be a list",
+    ),
+    (
         "[activations.Tanh]",
         "[activations.Tanh.extra]\n[activations.Tanh]",
         "activations.Tanh.extra",
@@ -419,6 +456,12 @@ CHANGES = [
     ('"proportional"', '"all-or-nothing"', None, None),
     ('"defaults"', '"all"', None, None),
     ("rules = { no_np_tanh = 2 }", 'rules = { no_np_tanh = 2 }\nexclude = ["Tanh-p1"]', None, None),
+    (
+        "rules = { no_np_tanh = 2 }",
+        'rules = { no_np_tanh = 2 }\nleave_out = ["Z near 0"]',
+        None,
+        None,
+    ),
     (
         "rules = { no_np_tanh = 2 }",
         "",
