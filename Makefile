@@ -14,6 +14,10 @@ BENCH_FLAGS ?=
 # Isolation the platform bundles accept: auto (strongest available, refuse where student
 # code could read the expected values), strict (bubblewrap only), process (not recommended).
 SANDBOX ?= auto
+# The course: a course file or a preset (cmu-f23, cmu-s25, cmu-f25, full). Empty: the
+# repository's course.toml, else full.
+COURSE ?=
+COURSE_FLAG = $(if $(strip $(COURSE)),--course "$(COURSE)")
 
 .PHONY: help grade test lint format handout-files check-generated clean handout gradescope autolab bench
 
@@ -22,6 +26,8 @@ help:
 	@echo "make grade SUBMISSIONS=DIR     grade a class: gradebook, reports, summary in GRADES (grades/)"
 	@echo "make test                      lint, drift checks and the whole test suite"
 	@echo "make handout-files             regenerate stubs and public case data from solutions/"
+	@echo "  (grade, handout-files, check-generated, handout, gradescope, autolab take COURSE=...:"
+	@echo "   a course file or a preset; default: course.toml, else full)"
 	@echo "make handout                   dist/handout.tar.gz: what students download"
 	@echo "make gradescope [SANDBOX=...]  dist/gradescope/autograder.zip"
 	@echo "make autolab [SANDBOX=...]     dist/autolab/autograde.tar and autograde-Makefile"
@@ -46,19 +52,19 @@ $(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed-base
 # Paths are quoted: SUBMISSION="a path with spaces" works.
 grade: $(VENV)/.installed-base
 ifneq ($(strip $(SUBMISSIONS)),)
-	@"$(PY)" -m autograder grade-all "$(SUBMISSIONS)" -o "$(GRADES)" $(GRADE_FLAGS)
+	@"$(PY)" -m autograder grade-all "$(SUBMISSIONS)" -o "$(GRADES)" $(COURSE_FLAG) $(GRADE_FLAGS)
 else
-	@"$(PY)" -m autograder grade "$(SUBMISSION)" --format "$(FORMAT)" $(GRADE_FLAGS)
+	@"$(PY)" -m autograder grade "$(SUBMISSION)" --format "$(FORMAT)" $(COURSE_FLAG) $(GRADE_FLAGS)
 endif
 
 handout: $(VENV)/.installed-base
-	"$(PY)" -m autograder.bundles handout
+	"$(PY)" -m autograder.bundles handout $(COURSE_FLAG)
 
 gradescope: $(VENV)/.installed-base
-	"$(PY)" -m autograder.bundles gradescope --sandbox "$(SANDBOX)"
+	"$(PY)" -m autograder.bundles gradescope --sandbox "$(SANDBOX)" $(COURSE_FLAG)
 
 autolab: $(VENV)/.installed-base
-	"$(PY)" -m autograder.bundles autolab --sandbox "$(SANDBOX)"
+	"$(PY)" -m autograder.bundles autolab --sandbox "$(SANDBOX)" $(COURSE_FLAG)
 
 # Not part of `make test`: it grades thousands of submissions and prints the rates.
 bench: $(VENV)/.installed-base
@@ -73,10 +79,10 @@ format: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff format .
 
 handout-files: $(VENV)/.installed-base
-	$(PY) -m autograder handout
+	$(PY) -m autograder handout $(COURSE_FLAG)
 
 check-generated: $(VENV)/.installed-base
-	$(PY) -m autograder handout --check
+	$(PY) -m autograder handout --check $(COURSE_FLAG)
 
 test: $(VENV)/.installed-dev lint check-generated
 	$(PY) -m pytest

@@ -34,10 +34,11 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 
-from autograder import assignment, report_html, sandbox, submission
+from autograder import report_html, sandbox, submission
 from autograder import summary as summary_mod
 from autograder.bundles import write_bytes_atomic
 from autograder.checks import TestSpec
+from autograder.course import Course
 from autograder.engine import GradeOptions, Grader
 from autograder.handout import write_atomic
 from autograder.report import Report, zero_entry
@@ -140,6 +141,9 @@ def grader_identity(grader: Grader) -> str:
     # Not the sandbox mode: the level that ran is stored in each report and compared
     # on reuse (a report is reused only when graded at the same or a stronger level).
     config = {
+        # Points, rules, credit mode, cases and names: a preset is TOML, not one of the
+        # *.py files below, so without this an edited course would reuse stale grades.
+        "course": grader.course.digest(),
         "public_only": options.public_only,
         "limits": dataclasses.asdict(options.limits),
         "numpy": np.__version__,
@@ -472,12 +476,12 @@ def _number(x: float) -> str:
     return f"{round(x, 4):.10g}"
 
 
-def gradebook_csv(outcomes: list[Outcome]) -> str:
-    """The gradebook: ``submission,score,max_score,`` then one column per activation."""
-    names = [a.name for a in assignment.ACTIVATIONS]
+def gradebook_csv(outcomes: list[Outcome], course: Course) -> str:
+    """The gradebook: ``submission,score,max_score,`` then one column per graded activation."""
+    names = list(course.names)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["submission", "score", "max_score", *names])
+    writer.writerow(course.gradebook_columns())
     for o in outcomes:
         per = [_number(o.activations.get(n, {}).get("score", 0.0)) for n in names]
         writer.writerow([_csv_cell(o.submission), _number(o.score), _number(o.max_score), *per])
@@ -485,12 +489,12 @@ def gradebook_csv(outcomes: list[Outcome]) -> str:
 
 
 def write_outputs(
-    outdir: Path, outcomes: list[Outcome], title: str
+    outdir: Path, outcomes: list[Outcome], title: str, course: Course
 ) -> tuple[ClassSummary, list[Path], list[str]]:
     """Write the gradebook, the text and HTML summaries and the charts; return what was written."""
     class_summary = summary_mod.summarize(outcomes)
     written = [outdir / GRADEBOOK, outdir / SUMMARY_TEXT, outdir / SUMMARY_HTML]
-    write_atomic(written[0], gradebook_csv(outcomes))
+    write_atomic(written[0], gradebook_csv(outcomes, course))
     write_atomic(written[1], summary_mod.render_text(class_summary))
     write_atomic(written[2], summary_mod.render_html(class_summary, title, outcomes))
     notes = []
@@ -584,6 +588,7 @@ def grade_all(
         )
     outdir.mkdir(parents=True, exist_ok=True)
     options = options or GradeOptions()
+    course = options.the_course()  # resolved once: every worker grades the same course
     jobs = max(1, min(jobs or default_jobs(), len(entries)))
     reporter = None if progress is False else Progress(len(entries), stream)
     try:
@@ -592,6 +597,6 @@ def grade_all(
         if reporter is not None:
             reporter.close()
     class_summary, written, notes = write_outputs(
-        outdir, outcomes, f"Class summary: {directory.resolve().name}"
+        outdir, outcomes, f"Class summary: {directory.resolve().name}", course
     )
     return BatchResult(outcomes, class_summary, written, notes)

@@ -6,6 +6,10 @@
 * ``dist/handout.tar.gz``: the stubs, the autograder without the hidden cases
   (it grades the public cases from their data file), the notebook when there
   is one, the student README, Makefile, requirements and CI example.
+
+Every bundle grades one course (``--course``, default the one in effect) and
+ships it as ``course.toml`` beside its ``autograder`` package, where the
+bundled grader finds it; the student's copy names no hidden case.
 * ``dist/gradescope/autograder.zip``: ``setup.sh`` and ``run_autograder`` at
   the root, the autograder and every case's expected values as data.
 * ``dist/autolab/autograde.tar`` and ``dist/autolab/autograde-Makefile``.
@@ -34,7 +38,9 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from autograder import assignment, reference, stubs
+from autograder import course as course_mod
+from autograder import reference, stubs
+from autograder.course import COURSE_FILE, Course
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 ROOT = reference.PROJECT_ROOT
@@ -75,40 +81,43 @@ class BundleError(Exception):
 # ------------------------------------------------------------------ contents
 
 
-def check_generated() -> None:
-    """Refuse to build from stale generated files (stubs, public case data)."""
+def check_generated(course: Course) -> None:
+    """Refuse to build from stale generated files (stubs, public case data) of ``course``."""
     from autograder import handout
 
     if reference.reference_path() is None:
         raise BundleError(
             "the reference (solutions/) is not here: build bundles in the instructor's repository"
         )
-    stale = handout.generate(check=True)
+    stale = handout.generate(course, check=True)
     if stale:
         names = ", ".join(str(p.relative_to(ROOT)) for p in stale)
-        raise BundleError(f"generated files are out of date ({names}): run `make handout-files`")
+        raise BundleError(
+            f"generated files are out of date for the course {course.name} ({names}): "
+            "run `make handout-files` (with the same COURSE)"
+        )
 
 
-def student_data_files() -> set[str]:
+def student_data_files(course: Course) -> set[str]:
     """The package's data files students get: the generated ones (public cases, plot data)."""
     from autograder import handout
 
     return {
         path.relative_to(PACKAGE_DIR).as_posix()
-        for path in handout.generated_files()
+        for path in handout.generated_files(course)
         if path.is_relative_to(PACKAGE_DIR)
     }
 
 
-def package_files(all_cases: bool) -> Files:
+def package_files(course: Course, all_cases: bool) -> Files:
     """The autograder package as shipped.
 
-    Every module except the instructor-only ones, its configuration, and the
-    generated data files (not the caches, not the bundle templates); with
-    ``all_cases``, also every case's expected values (hidden ones included)
-    for the platforms.
+    Every module except the instructor-only ones, its configuration and
+    presets, and the generated data files (not the caches, not the bundle
+    templates); with ``all_cases``, also every case of the course with its
+    expected values (hidden ones included) for the platforms.
     """
-    data = student_data_files()
+    data = student_data_files(course)
     files: Files = {}
     for path in sorted(PACKAGE_DIR.rglob("*")):
         rel = path.relative_to(PACKAGE_DIR).as_posix()
@@ -121,8 +130,15 @@ def package_files(all_cases: bool) -> Files:
             continue
         files[f"autograder/{rel}"] = (path.read_bytes(), REGULAR)
     if all_cases:
-        files[ALL_CASES] = (all_case_data().encode(), REGULAR)
+        files[ALL_CASES] = (all_case_data(course).encode(), REGULAR)
     return files
+
+
+def course_file(course: Course, student: bool) -> bytes:
+    """The course in effect as the course file a bundle ships at its top (``course.toml``),
+    where the bundled grader finds it; a student's copy names no hidden case."""
+    text = course.student_text() if student else (course.text or course.to_toml())
+    return text.encode()
 
 
 def check_contents(files: Files, student: bool) -> None:
@@ -149,15 +165,16 @@ def check_contents(files: Files, student: bool) -> None:
                     raise BundleError(f"{name} mentions the hidden case {case_id}")
 
 
-def all_case_data() -> str:
-    """Every case (public and hidden) with its expected values, from the reference."""
+def all_case_data(course: Course) -> str:
+    """Every case of the course (public and hidden) with its expected values, from the reference."""
     from autograder import cases as cases_mod
     from autograder import engine
 
     ref_path = reference.reference_path()
     if ref_path is None:
         raise BundleError("the reference is needed to compute the expected values")
-    return cases_mod.dumps_case_data(engine.cached_reference_cases(ref_path))
+    cases = cases_mod.select(engine.cached_reference_cases(ref_path), course)
+    return cases_mod.dumps_case_data(cases)
 
 
 def _template(name: str) -> bytes:
@@ -169,7 +186,7 @@ def requirements() -> bytes:
     return (HANDOUT_DIR / "requirements.txt").read_bytes()
 
 
-def handout_files() -> Files:
+def handout_files(course: Course) -> Files:
     """Everything in the student handout, under ``handout/``."""
     files: Files = {}
     for rel in HANDOUT_FILES + OPTIONAL_HANDOUT_FILES:
@@ -179,49 +196,55 @@ def handout_files() -> Files:
                 continue
             raise BundleError(f"{path.relative_to(ROOT)} is missing")
         files[HANDOUT_PREFIX + rel] = (path.read_bytes(), REGULAR)
-    for name, content in package_files(all_cases=False).items():
+    files[HANDOUT_PREFIX + COURSE_FILE] = (course_file(course, student=True), REGULAR)
+    for name, content in package_files(course, all_cases=False).items():
         files[HANDOUT_PREFIX + name] = content
     return files
 
 
-def platform_config(sandbox: str) -> bytes:
-    """``platform.json``: the sandbox policy the platform runner applies."""
+def platform_config(sandbox: str, course: Course) -> bytes:
+    """``platform.json``: the sandbox policy the platform runner applies, and the Autolab
+    problem names its fallback score line fills (the runner reads no grader code)."""
     if sandbox not in SANDBOX_POLICIES:
         raise BundleError(
             f"unknown sandbox policy {sandbox!r}: choose one of {', '.join(SANDBOX_POLICIES)}"
         )
-    return (json.dumps({"sandbox": sandbox}, indent=2) + "\n").encode()
+    doc = {"sandbox": sandbox, "autolab_problems": list(course.autolab_problems())}
+    return (json.dumps(doc, indent=2) + "\n").encode()
 
 
-def gradescope_files(sandbox: str = "auto") -> Files:
+def gradescope_files(course: Course, sandbox: str = "auto") -> Files:
     """The contents of Gradescope's autograder.zip (setup.sh and run_autograder at the root)."""
     files: Files = {
         "setup.sh": (_template("gradescope-setup.sh"), EXECUTABLE),
         "run_autograder": (_template("gradescope-run_autograder"), EXECUTABLE),
         "platform_run.py": (_template("platform_run.py"), EXECUTABLE),
-        "platform.json": (platform_config(sandbox), REGULAR),
+        "platform.json": (platform_config(sandbox, course), REGULAR),
         "requirements.txt": (requirements(), REGULAR),
+        COURSE_FILE: (course_file(course, student=False), REGULAR),
     }
-    files.update(package_files(all_cases=True))
+    files.update(package_files(course, all_cases=True))
     return files
 
 
-def zero_score_line() -> str:
+def zero_score_line(course: Course) -> str:
     """Autolab's score line with every problem at 0 (the fallback of the Makefile)."""
-    scores = {a.name: 0.0 for a in assignment.ACTIVATIONS}
-    return json.dumps({"scores": scores, "scoreboard": [0.0]})
+    return json.dumps({"scores": course.autolab_scores({}), "scoreboard": [0.0]})
 
 
-def autolab_files(sandbox: str = "auto") -> tuple[Files, bytes]:
+def autolab_files(course: Course, sandbox: str = "auto") -> tuple[Files, bytes]:
     """The contents of autograde.tar (under ``autograde/``) and the autograde-Makefile."""
     files: Files = {
         "autograde/platform_run.py": (_template("platform_run.py"), EXECUTABLE),
-        "autograde/platform.json": (platform_config(sandbox), REGULAR),
+        "autograde/platform.json": (platform_config(sandbox, course), REGULAR),
         "autograde/requirements.txt": (requirements(), REGULAR),
+        "autograde/" + COURSE_FILE: (course_file(course, student=False), REGULAR),
     }
-    for name, content in package_files(all_cases=True).items():
+    for name, content in package_files(course, all_cases=True).items():
         files["autograde/" + name] = content
-    makefile = _template("autolab-Makefile").decode().replace("@ZERO_SCORES@", zero_score_line())
+    makefile = (
+        _template("autolab-Makefile").decode().replace("@ZERO_SCORES@", zero_score_line(course))
+    )
     return files, makefile.encode()
 
 
@@ -291,30 +314,30 @@ def write_bytes_atomic(path: Path, data: bytes, mode: int = REGULAR) -> None:
 # ------------------------------------------------------------------ builders
 
 
-def build_handout(dist: Path = DIST, sandbox: str = "auto") -> list[Path]:
+def build_handout(course: Course, dist: Path = DIST, sandbox: str = "auto") -> list[Path]:
     """``dist/handout.tar.gz`` (``sandbox`` does not apply: students grade public cases)."""
-    check_generated()
+    check_generated(course)
     target = dist / "handout.tar.gz"
-    files = handout_files()
+    files = handout_files(course)
     check_contents(files, student=True)
     write_bytes_atomic(target, tar_bytes(files, compress=True))
     return [target]
 
 
-def build_gradescope(dist: Path = DIST, sandbox: str = "auto") -> list[Path]:
+def build_gradescope(course: Course, dist: Path = DIST, sandbox: str = "auto") -> list[Path]:
     """``dist/gradescope/autograder.zip``."""
-    check_generated()
+    check_generated(course)
     target = dist / "gradescope" / "autograder.zip"
-    files = gradescope_files(sandbox)
+    files = gradescope_files(course, sandbox)
     check_contents(files, student=False)
     write_bytes_atomic(target, zip_bytes(files))
     return [target]
 
 
-def build_autolab(dist: Path = DIST, sandbox: str = "auto") -> list[Path]:
+def build_autolab(course: Course, dist: Path = DIST, sandbox: str = "auto") -> list[Path]:
     """``dist/autolab/autograde.tar`` and ``dist/autolab/autograde-Makefile``."""
-    check_generated()
-    files, makefile = autolab_files(sandbox)
+    check_generated(course)
+    files, makefile = autolab_files(course, sandbox)
     check_contents(files, student=False)
     tar_path = dist / "autolab" / "autograde.tar"
     make_path = dist / "autolab" / "autograde-Makefile"
@@ -343,13 +366,21 @@ def main(argv: list[str] | None = None) -> int:
         "where student code could read the expected values), strict (bubblewrap only) or "
         "process (also run student code as the grader's own user; not recommended)",
     )
+    parser.add_argument(
+        "--course",
+        metavar="PATH|PRESET",
+        help="the course the bundles grade (a course file or a preset such as cmu-f25; "
+        "default: course.toml at the top of the repository, else full)",
+    )
     args = parser.parse_args(argv)
     names = list(BUILDERS) if args.bundle == "all" else [args.bundle]
     try:
+        course = course_mod.resolve(args.course, ROOT)
         for name in names:
-            for path in BUILDERS[name](Path(args.dist), args.sandbox):
+            for path in BUILDERS[name](course, Path(args.dist), args.sandbox):
                 print(f"wrote {path}")
     except (BundleError, OSError, ValueError) as exc:
+        # CourseError is a ValueError: one line naming the key.
         print(f"bundles: error: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -13,12 +13,15 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from autograder import assignment
 from autograder.assignment import Activation, CaseSpec, Random, Values
+
+if TYPE_CHECKING:  # type hints only: the course imports this module's siblings
+    from autograder.course import Course
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 PUBLIC_DATA = DATA_DIR / "public_cases.json"
@@ -123,31 +126,66 @@ def hidden_specs() -> dict[str, tuple[CaseSpec, ...]] | None:
     return HIDDEN
 
 
-def build_cases(visibilities: tuple[str, ...] = ("public", "hidden")) -> list[Case]:
-    """Cases of the table in table order (hidden ones only if available)."""
-    hidden = hidden_specs() if "hidden" in visibilities else None
+def build_cases(
+    visibilities: tuple[str, ...] = ("public", "hidden"), course: Course | None = None
+) -> list[Case]:
+    """Cases in table order (hidden ones only if available).
+
+    Without ``course``, every case of the table (what the expected-value cache
+    holds); with it, only the course's graded cases, under the same ids.
+    """
+    rows: list[tuple[str, str, str, CaseSpec]] = []
+    if course is not None:
+        for visibility in ("public", "hidden"):
+            if visibility in visibilities:
+                rows += [(a, cid, visibility, spec) for a, cid, spec in course.cases(visibility)]
+        order = {name: i for i, name in enumerate(course.names)}
+        # Table order: each activation's public cases, then its hidden ones.
+        rows.sort(key=lambda row: (order[row[0]], row[2] != "public"))
+    else:
+        hidden = hidden_specs() if "hidden" in visibilities else None
+        for act in assignment.ACTIVATIONS:
+            groups: list[tuple[str, tuple[CaseSpec, ...]]] = []
+            if "public" in visibilities:
+                groups.append(("public", act.public))
+            if hidden is not None:
+                groups.append(("hidden", hidden.get(act.name, ())))
+            for visibility, specs in groups:
+                for index, spec in enumerate(specs, start=1):
+                    rows.append((act.name, f"{act.name}-{visibility[0]}{index}", visibility, spec))
     cases: list[Case] = []
-    for act in assignment.ACTIVATIONS:
-        rows: list[tuple[str, tuple[CaseSpec, ...]]] = []
-        if "public" in visibilities:
-            rows.append(("public", act.public))
-        if hidden is not None:
-            rows.append(("hidden", hidden.get(act.name, ())))
-        for visibility, specs in rows:
-            for index, spec in enumerate(specs, start=1):
-                Z, dLdA = materialize(spec)
-                cases.append(
-                    Case(
-                        id=f"{act.name}-{visibility[0]}{index}",
-                        activation=act.name,
-                        visibility=visibility,
-                        kwargs=dict(spec.kwargs),
-                        Z=Z,
-                        dLdA=dLdA,
-                        description=describe(spec, Z),
-                    )
-                )
+    for activation, case_id, visibility, spec in rows:
+        Z, dLdA = materialize(spec)
+        cases.append(
+            Case(
+                id=case_id,
+                activation=activation,
+                visibility=visibility,
+                kwargs=dict(spec.kwargs),
+                Z=Z,
+                dLdA=dLdA,
+                description=describe(spec, Z),
+            )
+        )
     return cases
+
+
+def select(cases: list[Case], course: Course) -> list[Case]:
+    """The course's graded cases among ``cases`` (matched by id), in the course's order.
+
+    Hidden cases are kept as they are where the course cannot list them (a
+    platform bundle ships no hidden rows, only their data, built for this course).
+    """
+    public = course.case_ids("public")
+    hidden = None if course.hidden is None else course.case_ids("hidden")
+    order = {name: i for i, name in enumerate(course.names)}
+    kept = [
+        c
+        for c in cases
+        if c.activation in order
+        and (c.id in public if c.visibility == "public" else (hidden is None or c.id in hidden))
+    ]
+    return sorted(kept, key=lambda c: order[c.activation])  # stable: the cases' own order
 
 
 # ---------------------------------------------------------------- data file

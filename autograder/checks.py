@@ -10,6 +10,7 @@ fails with the feedback text. The engine parametrizes it through
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 
 import pytest
@@ -19,6 +20,7 @@ from autograder import outputs as out
 from autograder import report as rep
 from autograder.assignment import ForbiddenNames
 from autograder.cases import Case
+from autograder.course import Course
 from autograder.outputs import CaseOutput, RunOutput
 from autograder.report import ERROR, FAILED, PASSED, TIMEOUT
 
@@ -47,10 +49,14 @@ class TestSpec:
     visibility: str  # public | hidden
     points: float
     rule: ForbiddenNames | None = None
+    # The display (and Gradescope) name the course gives the test ("" for the default).
+    label: str = ""
 
     @property
     def name(self) -> str:
         """The test's display name, e.g. ``ReLU backward (public)``."""
+        if self.label:
+            return self.label
         if self.rule is not None:
             return f"{self.activation} rule: {self.rule.name}"
         return f"{self.activation} {self.phase} ({self.visibility})"
@@ -133,19 +139,24 @@ class GradingContext:
         return index.get((activation, visibility), [])
 
 
-def test_specs(cases: list[Case]) -> list[TestSpec]:
-    """The tests that exist for these cases (hidden tests only when hidden cases do)."""
+def test_specs(cases: list[Case], course: Course) -> list[TestSpec]:
+    """The course's tests that exist for these cases (hidden tests only when hidden cases do).
+
+    Points, rules and names are the course's; tests come in the course's order.
+    """
     present = {(c.activation, c.visibility) for c in cases}
     specs = []
-    for act in assignment.ACTIVATIONS:
+    for act in course.rows():
         for phase in act.points:
             for visibility in assignment.VISIBILITIES:
                 points = act.test_points(phase, visibility)
                 if points > 0 and (act.name, visibility) in present:
-                    specs.append(TestSpec(act.name, phase, visibility, points))
+                    label = course.test_name(act.name, phase, visibility)
+                    specs.append(TestSpec(act.name, phase, visibility, points, label=label))
         for rule in act.rules:
             if (act.name, "public") in present:
-                specs.append(TestSpec(act.name, "rule", "public", rule.points, rule))
+                label = course.rule_test_name(act.name, rule.name)
+                specs.append(TestSpec(act.name, "rule", "public", rule.points, rule, label))
     return specs
 
 
@@ -216,13 +227,67 @@ def _whole_case(output: CaseOutput) -> bool:
     return len({(p.status, p.message) for p in phases}) == 1
 
 
-def _phase_problem(case: Case, phase: str, output: CaseOutput) -> tuple[str, str, str] | None:
+def near_miss(name: str, defined: list[str]) -> str:
+    """The class the student probably meant as ``name`` ("" when none is close).
+
+    The same name in other letter case (GeLU, SoftMax), else a close spelling.
+    """
+    for other in defined:
+        if other.lower() == name.lower() and other != name:
+            return other
+    close = difflib.get_close_matches(name, [d for d in defined if d != name], n=1, cutoff=0.75)
+    return close[0] if close else ""
+
+
+def class_not_found(name: str, defined: list[str]) -> str:
+    """The one sentence for a graded class the file does not define."""
+    other = near_miss(name, defined)
+    if other:
+        return (
+            f"class {name} not found; your file defines {other}: did you mean {name}? "
+            "Class names must match exactly."
+        )
+    return f"class {name} not found in your file"
+
+
+# What each method takes, and the Spring 2023 API a backward without it comes from.
+METHOD_INPUT = {"forward": "Z", "backward": "dLdA"}
+
+
+def api_text(cls: str, method: str, takes: str) -> str:
+    """The one sentence for a method that cannot take its input."""
+    arg = METHOD_INPUT[method]
+    if method == "backward" and takes in ("()", "(self)"):
+        return (
+            f"{cls}.backward() takes no dLdA: this is the Spring 2023 API (backward() "
+            "returning dAdZ). Here backward(dLdA) must take dLdA and return "
+            "dLdZ = dLdA * dAdZ."
+        )
+    return (
+        f"{cls}.{method}{takes or '(...)'} cannot be called as {method}({arg}); "
+        f"define it as {method}(self, {arg})."
+    )
+
+
+def _phase_problem(
+    case: Case, phase: str, output: CaseOutput, run: RunOutput | None = None
+) -> tuple[str, str, str] | None:
     """(status, failure code, message) when a phase did not produce a usable value."""
     cls = case.activation
     method = "backward" if phase == "dLdbeta" else phase
     result = output.phase(phase)
     if result.status == out.OK and result.value is not None:
         return None
+    if output.class_missing:
+        # Said once, in the class's first test; its other tests only point there.
+        if phase == "forward":
+            return ERROR, rep.MISSING, class_not_found(cls, run.classes if run else [])
+        return ERROR, rep.MISSING, f"not run: class {cls} not found"
+    if result.status == out.API:
+        absent = result.info.get("method", method)
+        if absent != method:
+            return FAILED, rep.NOT_RUN, f"not run: {cls}.{absent} cannot take its input"
+        return ERROR, rep.API, api_text(cls, absent, result.info.get("takes", ""))
     if result.status == out.OK:
         what = result.info.get("type", "something else")
         if what == "NoneType":
@@ -264,6 +329,9 @@ def _phase_problem(case: Case, phase: str, output: CaseOutput) -> tuple[str, str
         before = output.phase(previous)
         if before.status == out.MISSING and before.info.get("method") == previous:
             return FAILED, rep.NOT_RUN, f"not run: {cls} has no method {previous}()"
+        if before.status == out.API:
+            arg = METHOD_INPUT[previous]
+            return FAILED, rep.NOT_RUN, f"not run: {cls}.{previous} does not take {arg}"
         return FAILED, rep.NOT_RUN, f"not run: {cls}.{previous} did not succeed on this case"
     where = "the constructor" if result.info.get("constructor") else f"{cls}.{method}"
     text = result.message or result.info.get("exception", "an exception")
@@ -284,7 +352,7 @@ def judge_case(case: Case, phase: str, output: CaseOutput | None, run: RunOutput
     if output is None:
         return _import_verdict(case, run)
     phase_output = output.phase(phase)
-    problem = _phase_problem(case, phase, output)
+    problem = _phase_problem(case, phase, output, run)
     if problem is not None:
         status, kind, message = problem
         if not public:

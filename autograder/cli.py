@@ -103,7 +103,24 @@ def _add_limits(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _options(args: argparse.Namespace):
+def _add_course(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--course",
+        metavar="PATH|PRESET",
+        help="the course: a course file, or a preset (cmu-f23, cmu-s25, cmu-f25, full); "
+        "default: course.toml at the top of the repository, else full",
+    )
+
+
+def _course(args: argparse.Namespace):
+    """The course of this command (an unusable course file raises CourseError: exit 2)."""
+    from autograder import course, reference
+
+    return course.resolve(getattr(args, "course", None), reference.PROJECT_ROOT)
+
+
+def _options(args: argparse.Namespace, course: bool = True):
+    """The grading options of ``grade`` and ``grade-all`` (``course``: resolve the course now)."""
     from autograder.engine import GradeOptions
     from autograder.runner import Limits
 
@@ -124,6 +141,7 @@ def _options(args: argparse.Namespace):
         remove_case_data=args.remove_case_data,
         protect_read=protect_read,
         protect_write=protect_write,
+        course=_course(args) if course else None,
     )
 
 
@@ -169,6 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="write a PNG per failing activation: your forward and derivative against the "
         "reference (needs matplotlib)",
     )
+    _add_course(g)
     _add_limits(g)
 
     b = sub.add_parser(
@@ -200,6 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="regrade every submission, even those unchanged since their report was written",
     )
+    _add_course(b)
     _add_limits(b)
 
     e = sub.add_parser(
@@ -221,6 +241,19 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="only report generated files that are out of date (exit 1 if any)",
     )
+    _add_course(h)
+
+    c = sub.add_parser("course", help="write a preset as a course file, or show a course")
+    csub = c.add_subparsers(dest="course_command", metavar="ACTION", required=True)
+    ci = csub.add_parser(
+        "init", help="write a preset as an editable course file (never overwrites)"
+    )
+    ci.add_argument("preset", metavar="PRESET", help="cmu-f23, cmu-s25, cmu-f25 or full")
+    ci.add_argument(
+        "path", nargs="?", default="course.toml", help="where to write it (default: course.toml)"
+    )
+    cs = csub.add_parser("show", help="the course in effect (or --course): classes and points")
+    _add_course(cs)
     return parser
 
 
@@ -240,12 +273,22 @@ def cmd_grade(args: argparse.Namespace) -> int:
 
     # Start the worker before the heavy imports: it boots while they run.
     launched = None
-    options = _options(args)
+    options = _options(args, course=False)
     with contextlib.suppress(sandbox.SandboxError, OSError, subprocess.SubprocessError):
         launched = sandbox.launch(
             sandbox.plan(args.sandbox), options.limits.resources(), options.protected().cover
         )
     from autograder import engine, render
+
+    try:
+        # After the launch: reading the course imports numpy (through the reference's path).
+        options.course = _course(args)
+    except BaseException:
+        if launched is not None:
+            from autograder.runner import Zygote
+
+            Zygote(launched.plan, launched).close()
+        raise
 
     report = engine.grade(args.path, options, launched=launched)
     _note_isolation(report.isolation, options)
@@ -305,7 +348,7 @@ def cmd_handout(args: argparse.Namespace) -> int:
         raise UsageError(
             "the reference (solutions/) is not here: run this in the instructor's repository"
         )
-    stale = handout.generate(check=args.check)
+    stale = handout.generate(_course(args), check=args.check)
     root = handout.ROOT
     for path in stale:
         rel = path.relative_to(root) if path.is_relative_to(root) else path
@@ -367,11 +410,24 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_course(args: argparse.Namespace) -> int:
+    """``autograder course init PRESET [PATH]`` and ``autograder course show``."""
+    from autograder import course
+
+    if args.course_command == "init":
+        path = course.init(args.preset, args.path)
+        print(f"wrote {path} (the preset {args.preset}): edit it, then run `make handout-files`")
+        return 0
+    sys.stdout.write(_course(args).describe())
+    return 0
+
+
 COMMANDS = {
     "grade": cmd_grade,
     "grade-all": cmd_grade_all,
     "handout": cmd_handout,
     "export": cmd_export,
+    "course": cmd_course,
 }
 
 
@@ -409,6 +465,7 @@ def _main(argv: list[str] | None) -> int:
     if not args.command:
         parser.print_help()
         return 2
+    from autograder.course import CourseError
     from autograder.engine import GraderError
     from autograder.runner import WorkerError
     from autograder.sandbox import SandboxError
@@ -416,7 +473,7 @@ def _main(argv: list[str] | None) -> int:
 
     try:
         return COMMANDS[args.command](args)
-    except (SubmissionError, UsageError) as exc:
+    except (SubmissionError, UsageError, CourseError) as exc:
         print(f"autograder: error: {exc}", file=sys.stderr)
         return 2
     except (GraderError, WorkerError, SandboxError) as exc:

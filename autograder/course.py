@@ -45,7 +45,7 @@ import string
 import tempfile
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -57,7 +57,8 @@ COURSE_FILE = "course.toml"
 DEFAULT_PRESET = "full"
 PRESET_DIR = "presets"
 
-CREDIT_MODES = ("proportional", "all-or-nothing")
+PROPORTIONAL, ALL_OR_NOTHING = "proportional", "all-or-nothing"
+CREDIT_MODES = (PROPORTIONAL, ALL_OR_NOTHING)
 CONSTRUCTOR_ARGS = ("defaults", "all")
 AUTOLAB_MODES = ("per-activation", "single")
 
@@ -76,6 +77,9 @@ AUTOLAB_KEYS = ("problems", "problem")
 GRADESCOPE_KEYS = ("test_name", "rule_name")
 TOP_KEYS = ("course", "autolab", "gradescope", "activations")
 ACTIVATION_EXTRA_KEYS = ("rules", "exclude", "leave_out")
+
+# A hidden case id as the table numbers them: the class, "-h" and a number.
+HIDDEN_ID = re.compile(r"\b[A-Za-z][A-Za-z0-9_]*-h[1-9][0-9]*\b")
 
 # (activation, case id, spec): one graded input, identified as feedback names it.
 CaseRow = tuple[str, str, CaseSpec]
@@ -116,6 +120,14 @@ class Course:
     autolab_problem: str
     test_name_format: str
     rule_name_format: str
+    # The TOML text it was read from (comments included): what a bundle ships as
+    # its course.toml, and how a course crosses a process boundary (``__reduce__``).
+    text: str = field(default="", compare=False, repr=False)
+
+    def __reduce__(self):
+        # The rows hold functions (Softplus's kinks), which pickle cannot carry:
+        # a course travels as its text and is parsed again on the other side.
+        return (parse, (self.text, self.source, self.name))
 
     # -------------------------------------------------------------- lookups
 
@@ -159,6 +171,10 @@ class Course:
         """``(case id, spec)`` of one activation's graded cases of one visibility."""
         return tuple((cid, spec) for act, cid, spec in self.cases(visibility) if act == name)
 
+    def case_ids(self, visibility: str) -> frozenset[str]:
+        """The ids of the graded cases of one visibility (the table's ids)."""
+        return frozenset(cid for _, cid, _ in self.cases(visibility))
+
     # -------------------------------------------------------------- scoring
 
     def score(self, per_activation: Mapping[str, float]) -> float:
@@ -173,7 +189,7 @@ class Course:
         (CMU's section scoring: the whole section's points or none).
         """
         scores = {a.name: float(per_activation.get(a.name, 0.0)) for a in self.activations}
-        if self.credit == "proportional":
+        if self.credit == PROPORTIONAL:
             return scores
         full = all(
             scores[a.name] >= a.max_score - POINTS_SLACK for a in self.activations if a.max_score
@@ -206,6 +222,116 @@ class Course:
     def rule_test_name(self, activation: str, rule: str) -> str:
         """The display (and Gradescope) name of a rule's test."""
         return self.rule_name_format.format(activation=activation, rule=rule)
+
+    def report_info(self) -> dict[str, Any]:
+        """What a score report carries of the course, as plain data.
+
+        Enough to render a stored report as the course scores it (credit mode,
+        activation order, Autolab problem names) without the course file.
+        """
+        return {
+            "name": self.name,
+            "total": self.total,
+            "credit": self.credit,
+            "activations": list(self.names),
+            "autolab": {"problems": self.autolab_mode, "problem": self.autolab_problem},
+            "digest": self.digest(),
+        }
+
+    # -------------------------------------------------------------- as a file
+
+    def hidden_ids_named(self) -> tuple[str, ...]:
+        """The hidden case ids the course file names (in ``exclude``)."""
+        return tuple(cid for cid in self.excluded if re.search(r"-h[0-9]+$", cid))
+
+    def to_toml(self, hidden_ids: bool = True) -> str:
+        """The course as a course file (without the original's comments).
+
+        With ``hidden_ids=False`` the hidden case ids in ``exclude`` are left
+        out: the file a student bundle ships, whose grader sees public cases
+        only, so it grades them exactly as this course does.
+        """
+        lines = [
+            f"# The course {_toml_str(self.name)} ({self.source}), written by the autograder.",
+            "",
+            "[course]",
+            f"name = {_toml_str(self.name)}",
+            f"title = {_toml_str(self.title)}",
+            f"total = {_points_text(self.total)}",
+            f"credit = {_toml_str(self.credit)}",
+            f"constructor_args = {_toml_str(self.constructor_args)}",
+            "",
+            "[autolab]",
+            f"problems = {_toml_str(self.autolab_mode)}",
+        ]
+        if self.autolab_mode == "single":
+            lines.append(f"problem = {_toml_str(self.autolab_problem)}")
+        lines += [
+            "",
+            "[gradescope]",
+            f"test_name = {_toml_str(self.test_name_format)}",
+            f"rule_name = {_toml_str(self.rule_name_format)}",
+        ]
+        hidden = set(self.hidden_ids_named())
+        for act in self.activations:
+            lines += ["", f"[activations.{act.name}]"]
+            for phase, points in act.points.items():
+                lines.append(
+                    f"{phase} = {{ public = {_points_text(points.public)}, "
+                    f"hidden = {_points_text(points.hidden)} }}"
+                )
+            if act.rules:
+                rules = ", ".join(f"{rule_key(r)} = {_points_text(r.points)}" for r in act.rules)
+                lines.append(f"rules = {{ {rules} }}")
+            kinds = [kind for name, kind in self.left_out if name == act.name]
+            if kinds:
+                lines.append(f"leave_out = [{', '.join(_toml_str(k) for k in kinds)}]")
+            ids = [
+                cid
+                for cid in self.excluded
+                if cid.rpartition("-")[0] == act.name and (hidden_ids or cid not in hidden)
+            ]
+            if ids:
+                lines.append(f"exclude = [{', '.join(_toml_str(i) for i in ids)}]")
+        return "\n".join(lines) + "\n"
+
+    def student_text(self) -> str:
+        """The course file a student bundle ships: the course's own text, unless it
+        names a hidden case, which a student must not see (then :meth:`to_toml`
+        without hidden ids)."""
+        # Any hidden id in the text, even in a comment, and the file is written anew.
+        if self.text and not self.hidden_ids_named() and not HIDDEN_ID.search(self.text):
+            return self.text
+        return self.to_toml(hidden_ids=False)
+
+    def describe(self) -> str:
+        """A few lines for ``autograder course show``: name, total, credit, classes, points."""
+        lines = [
+            f"course {self.name}: {self.title} ({self.source})",
+            f"total {_fmt(self.total)} points, credit {self.credit}, "
+            f"constructor arguments: {self.constructor_args}",
+            "Autolab: "
+            + (
+                f"one problem, {self.autolab_problem}"
+                if self.autolab_mode == "single"
+                else "one problem per activation"
+            ),
+        ]
+        width = max(len(n) for n in self.names)
+        for act in self.activations:
+            parts = [
+                f"{phase} {_fmt(p.public)}+{_fmt(p.hidden)}" for phase, p in act.points.items()
+            ]
+            parts += [f"rule {r.name} {_fmt(r.points)}" for r in act.rules]
+            n_public = len(self.case_specs(act.name, "public"))
+            n_hidden = len(self.case_specs(act.name, "hidden"))
+            cases = f"{n_public} public" + ("" if self.hidden is None else f", {n_hidden} hidden")
+            lines.append(
+                f"  {act.name:<{width}}  {_fmt(act.max_score):>5}  {'; '.join(parts)}  "
+                f"({cases} cases)"
+            )
+        lines.append(f"digest {self.digest()[:16]}")
+        return "\n".join(lines) + "\n"
 
     # -------------------------------------------------------------- identity
 
@@ -300,6 +426,11 @@ def _header() -> str:
     return text[: text.index("\n\n") + 1]
 
 
+def _toml_str(text: str) -> str:
+    # JSON's string escapes (\", \\, \n, \uXXXX) are valid in a TOML basic string.
+    return json.dumps(text)
+
+
 def _points_text(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else repr(float(x))
 
@@ -379,6 +510,11 @@ def load(course: str | os.PathLike[str]) -> Course:
     return parse(text, source=label, default_name=path.stem)
 
 
+def resolve(given: str | None, project_root: str | os.PathLike[str]) -> Course:
+    """The course of a command: ``--course PATH|PRESET`` if given, else the one in effect."""
+    return load(given) if given else find_default(project_root)
+
+
 def find_default(project_root: str | os.PathLike[str]) -> Course:
     """The course in effect in a repository: its top-level ``course.toml``, else ``full``."""
     path = Path(project_root) / COURSE_FILE
@@ -431,7 +567,7 @@ def parse(text: str, source: str = COURSE_FILE, default_name: str = "course") ->
     except tomllib.TOMLDecodeError as exc:
         message = f"{source}: not valid TOML: {exc}"
         raise CourseError(message.replace("\n", " ")) from None
-    return _Parser(source).course(doc, default_name)
+    return dataclasses.replace(_Parser(source).course(doc, default_name), text=text)
 
 
 def _did_you_mean(word: str, choices: tuple[str, ...] | list[str]) -> str:

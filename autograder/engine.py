@@ -18,6 +18,7 @@ from pathlib import Path
 
 from autograder import cases as cases_mod
 from autograder import checks, feedback, protected, reference, sandbox, submission
+from autograder import course as course_mod
 from autograder.cases import Case
 from autograder.checks import GradingContext
 from autograder.outputs import RunOutput
@@ -60,19 +61,33 @@ class GradeOptions:
     # More paths student code must not read, and paths it must not write or create.
     protect_read: list[str] = field(default_factory=list)
     protect_write: list[str] = field(default_factory=list)
+    # The course graded (None: the one in effect, course.toml at the top or ``full``).
+    course: course_mod.Course | None = None
+
+    def the_course(self) -> course_mod.Course:
+        """The course graded: the one given, else the one in effect where the grader lives."""
+        if self.course is None:
+            self.course = course_mod.find_default(reference.PROJECT_ROOT)
+        return self.course
 
     def protected(self) -> protected.Protected:
         """Everything the level's self-check must find out of student code's reach."""
         return protected.protected(self.protect_read, self.protect_write)
 
 
-def prepare_cases(public_only: bool = False) -> tuple[list[Case], bool]:
-    """Cases with expected values, and whether hidden cases are among them.
+def prepare_cases(
+    course: course_mod.Course | None = None, public_only: bool = False
+) -> tuple[list[Case], bool]:
+    """The course's cases (default: the course in effect) with expected values, and
+    whether hidden cases are among them.
 
-    With the reference at hand (instructor side) every expected value is
-    computed from it now; otherwise (student bundle) the public case data file
-    supplies inputs and expected values.
+    With the reference at hand (instructor side) every expected value comes
+    from it (through the table-wide cache); otherwise the bundle's case data
+    supplies inputs and expected values: every case's on a platform, the
+    public ones in a student's handout. Either way only the course's cases
+    are kept, under the table's ids.
     """
+    course = course or course_mod.find_default(reference.PROJECT_ROOT)
     ref_path = reference.reference_path()
     # Platform bundles (Gradescope, Autolab) ship every case's expected values instead.
     all_data = cases_mod.DATA_DIR / "all_cases.json"
@@ -84,11 +99,12 @@ def prepare_cases(public_only: bool = False) -> tuple[list[Case], bool]:
                 "neither the reference nor the public case data "
                 f"({cases_mod.PUBLIC_DATA.name}) is available"
             )
-        return cases_mod.load_case_data(), False
+        cases = [c for c in cases_mod.load_case_data() if c.visibility == "public"]
     else:
         cases = cached_reference_cases(ref_path)
     if public_only:
         cases = [c for c in cases if c.visibility == "public"]
+    cases = cases_mod.select(cases, course)
     hidden = any(c.visibility == "hidden" for c in cases)
     return cases, hidden
 
@@ -114,7 +130,12 @@ def _cache_key() -> str:
 
 
 def cached_reference_cases(ref_path: Path) -> list[Case]:
-    """Every case with reference outputs, cached on disk (build/cache) by content hash.
+    """Every case of the table with reference outputs, cached on disk (build/cache) by content hash.
+
+    The cache holds every case of the table, whatever the course: a course only
+    selects cases by id (and the ids, inputs and expected values depend on
+    nothing but the files in the key), so switching courses never recomputes
+    and no course can make the cache stale.
 
     Computing them imports the reference (and scipy) and runs every case; the
     cache makes the next ``grade`` skip that. A cache that cannot be written
@@ -246,14 +267,16 @@ class Grader:
                 Zygote(launched.plan, launched).close()
             with contextlib.suppress(WorkerError, sandbox.SandboxError, OSError):
                 self._zygote = self._start()  # boots while the cases are prepared
-        self.cases, self.hidden_graded = prepare_cases(self.options.public_only)
+        self.course = self.options.the_course()
+        self.cases, self.hidden_graded = prepare_cases(self.course, self.options.public_only)
         if self.options.remove_case_data:
             self._remove_case_data()
         if self.hidden_graded:
             # The expected values are in this process's memory now: no process of
             # the same user may read it (/proc/PID/mem, ptrace).
             prctl(PR_SET_DUMPABLE, 0)
-        self.specs = checks.test_specs(self.cases)
+        self.specs = checks.test_specs(self.cases, self.course)
+        self.course_info = self.course.report_info()
 
     def _start(self) -> Zygote:
         return Zygote(self.plan, None, self.options.limits.resources(), self.protected.cover)
@@ -394,6 +417,8 @@ class Grader:
             entries = [report_entry(checks.evaluate(spec, ctx)) for spec in self.specs]
         # The child's leftovers were being swept while we compared; be sure they are gone.
         self._runner.finish()
+        if self.course.credit == course_mod.ALL_OR_NOTHING:
+            _say_all_or_nothing(entries, self.course)
         report = Report(
             submission=sub.name,
             tests=entries,
@@ -404,6 +429,7 @@ class Grader:
             hidden_graded=self.hidden_graded,
             student_output=runs.get("public", RunOutput()).stdout,
             import_error=checks.import_headline(ctx),
+            course=self.course_info,
         )
         if self.options.plots_dir:
             from autograder import plots
@@ -422,6 +448,16 @@ class Grader:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _say_all_or_nothing(entries: list, course: course_mod.Course) -> None:
+    """Under all-or-nothing credit, each failing test says what its failure costs."""
+    for entry in entries:
+        if entry.score < entry.max_score - 1e-6:
+            entry.output += (
+                f"\nAll or nothing: this course gives its {course.total:g} points only when "
+                "every test passes, so this test makes the score 0."
+            )
 
 
 def grade(

@@ -604,6 +604,16 @@ NUMERIC_TEXT = {
 }
 
 
+def _absent(output: CaseOutput, phase: str) -> bool:
+    """Whether the class, or the method behind ``phase``, is missing or of another API."""
+    if output.class_missing:
+        return True
+    method = output.backward if phase == "dLdbeta" else output.phase(phase)
+    if method.status == out.API:
+        return True
+    return method.status == out.MISSING and bool(method.info.get("method"))
+
+
 def case_notes(
     case: Case,
     phase: str,
@@ -612,6 +622,10 @@ def case_notes(
     kind: str,
 ) -> CaseNotes:
     """The notes of one failing public case of ``phase`` (its failure code is ``kind``)."""
+    if _absent(output, phase):
+        # Nothing of the student's ran here: a hint (a dLdbeta "mistake" for a missing
+        # Swish) would only mislead; the failure's own sentence says what to do.
+        return CaseNotes([], "", False)
     notes: list[Note] = []
     named = named_mistakes(case, phase, output)
     own = [(n, s) for n, s in named if phase == "forward" or _mistake_has_right_forward(case, n)]

@@ -2,7 +2,8 @@
 
 The notebook is built from the same source of truth as the stub file: its
 code cells are the stubs' own imports and classes (``handout.stub_text``),
-its formulas come from the assignment table. Per activation it holds
+its formulas come from the assignment table, its classes and points from the
+course. Per activation of the course it holds
 
 * a Markdown cell: the formula and derivative in LaTeX, the points;
 * a plot cell of the target function and its derivative (``plot_reference``);
@@ -19,9 +20,13 @@ reproducible and ``autograder handout --check`` can detect drift.
 from __future__ import annotations
 
 import ast
+from typing import TYPE_CHECKING
 
 from autograder import assignment
 from autograder.notebook_source import SKIP_TAG
+
+if TYPE_CHECKING:
+    from autograder.course import Course
 
 NOTEBOOK_NAME = "activations.ipynb"
 
@@ -115,11 +120,11 @@ SETUP_CHECKS = """# Not part of your handin: the notebook's check and plot helpe
 from autograder.notebook_check import check, plot_reference"""
 
 
-def _stub_parts() -> tuple[str, dict[str, str]]:
+def _stub_parts(course: Course) -> tuple[str, dict[str, str]]:
     """The stub file's module-level code (imports) and its classes' source, by name."""
     from autograder.handout import stub_text
 
-    source = stub_text()
+    source = stub_text(course)
     lines = source.splitlines()
     tree = ast.parse(source)
     body = list(tree.body)
@@ -175,12 +180,16 @@ def _about(number: int, spec: assignment.Activation) -> str:
     return "\n".join(lines)
 
 
-def notebook():  # -> nbformat.NotebookNode
-    """The notebook handout as an nbformat object."""
+def notebook(course: Course | None = None):  # -> nbformat.NotebookNode
+    """The notebook handout of ``course`` (its classes and points; default: the course in
+    effect) as an nbformat object."""
     import nbformat
     from nbformat import v4
 
-    setup, classes = _stub_parts()
+    from autograder.handout import in_effect
+
+    course = course or in_effect()
+    setup, classes = _stub_parts(course)
     skip = {"tags": [SKIP_TAG]}
 
     def md(cell_id: str, text: str):
@@ -198,7 +207,7 @@ def notebook():  # -> nbformat.NotebookNode
         code("setup-checks", SETUP_CHECKS, tagged=True),
         code("imports", setup),
     ]
-    for number, spec in enumerate(assignment.ACTIVATIONS, start=1):
+    for number, spec in enumerate(course.rows(), start=1):
         key = spec.name.lower()
         cells += [
             md(f"{key}-about", _about(number, spec)),
@@ -235,8 +244,8 @@ def notebook():  # -> nbformat.NotebookNode
     return nb
 
 
-def notebook_text() -> str:
-    """The notebook handout as the text of an .ipynb file."""
+def notebook_text(course: Course | None = None) -> str:
+    """The notebook handout of ``course`` (default: the course in effect) as .ipynb text."""
     import nbformat
 
-    return nbformat.writes(notebook()) + "\n"
+    return nbformat.writes(notebook(course)) + "\n"

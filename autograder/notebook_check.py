@@ -27,7 +27,7 @@ from __future__ import annotations
 import ast
 import atexit
 
-from autograder import assignment
+from autograder import assignment, course, reference
 
 _GRADER = None
 _ALL: tuple[list, list] | None = None
@@ -104,7 +104,7 @@ def grade_source(text: str, activation: str | None = None):
     cases, specs = _ALL
     if activation is not None:
         cases = [c for c in cases if c.activation == activation]
-        specs = checks.test_specs(cases)
+        specs = checks.test_specs(cases, grader.course)
     files = SubmissionFiles({"activation.py": text.encode()}, "activation.py", "activation")
     sub = Submission("this notebook", "notebook", files)
     # The shared grader (one worker zygote per kernel) graded on a subset of its cases.
@@ -122,11 +122,17 @@ def check(activation: str | None = None) -> None:
     """
     from autograder import render
 
-    if activation is not None and activation not in assignment.BY_NAME:
-        names = ", ".join(assignment.BY_NAME)
-        print(f"check: no activation named {activation!r}; the activations are {names}.")
-        return
     try:
+        if activation is not None:
+            # The course the grader will use (cheap: no worker starts for a typo).
+            graded = course.find_default(reference.PROJECT_ROOT).names
+            if activation not in graded:
+                if activation in assignment.BY_NAME:
+                    what = f"{activation} is not part of this course"
+                else:
+                    what = f"no activation named {activation!r}"
+                print(f"check: {what}; the activations are {', '.join(graded)}.")
+                return
         report = grade_source(module_from_cells(kernel_cells()), activation)
     except Exception as exc:  # the notebook must carry on; say why in one line
         print(f"check could not run: {type(exc).__name__}: {exc}")

@@ -19,6 +19,7 @@ TIMEOUT = "timeout"
 CRASHED = "crashed"  # the worker process died (os._exit, segfault, kill)
 SKIPPED = "skipped"  # not run because an earlier step failed
 MISSING = "missing"  # an attribute (self.dLdbeta) or class was absent
+API = "api"  # a method that cannot take its input (backward(self) of the Spring 2023 API)
 
 
 @dataclass
@@ -44,6 +45,8 @@ class CaseOutput:
     Z_modified: bool = False
     dLdA_modified: bool = False
     probes: list[np.ndarray | None] = field(default_factory=list)
+    # The module defines no class of this name (every phase is then MISSING).
+    class_missing: bool = False
 
     def phase(self, name: str) -> PhaseOutput:
         """The output of phase ``name``."""
@@ -71,3 +74,6 @@ class RunOutput:
     sandbox: str = ""
     # Notable events (restarts after a crash or timeout), for the report.
     events: list[str] = field(default_factory=list)
+    # The module's own top-level class names, as the worker reported them after the
+    # import (capped plain strings): feedback's "did you mean GELU?".
+    classes: list[str] = field(default_factory=list)

@@ -37,6 +37,7 @@ from autograder import outputs as out
 from autograder.cases import DATA_DIR, Case
 
 if TYPE_CHECKING:
+    from autograder.course import Course
     from autograder.engine import Grader
     from autograder.report import Report
     from autograder.submission import Submission
@@ -121,12 +122,16 @@ def _reference_curves_computed(names: list[str], module: ModuleType) -> dict[str
     return found
 
 
-def reference_data_text() -> str:
-    """The generated data file of reference curves, for the student bundle and notebook."""
+def reference_data_text(course: Course | None = None) -> str:
+    """The generated data file of reference curves (the activations of the course, default
+    the one in effect), for the student bundle and notebook."""
+    from autograder.handout import in_effect
+
+    course = course or in_effect()
     rows = []
     # Like the other generated files, from the repository's reference.
     module = reference.load_module(reference.REFERENCE_PATH)
-    computed = _reference_curves_computed([a.name for a in assignment.ACTIVATIONS], module)
+    computed = _reference_curves_computed(list(course.names), module)
     for name, found in computed.items():
         arrays = []
         for key, values in found.items():
@@ -165,6 +170,10 @@ def _problem(phase: out.PhaseOutput, method: str) -> str:
         return f"{method} did not run (forward failed)"
     if phase.status == out.TIMEOUT:
         return f"{method} took too long"
+    if phase.status == out.API:
+        return f"{method} does not take {'Z' if method == 'forward' else 'dLdA'}"
+    if phase.status == out.MISSING:
+        return f"{method} is missing" if phase.info.get("method") else "the class is missing"
     exception = phase.info.get("exception") or "an exception"
     return f"{method} raised {exception}"
 
@@ -273,9 +282,9 @@ def write_plots(
 
 
 def failing_activations(report: Report) -> list[str]:
-    """Activations with at least one test not passed, in table order."""
+    """Activations with at least one test not passed, in the course's order."""
     failing = {t.activation for t in report.tests if t.status != "passed"}
-    return [a.name for a in assignment.ACTIVATIONS if a.name in failing]
+    return [name for name in report.activation_names() if name in failing]
 
 
 def write_for_report(

@@ -15,7 +15,6 @@ import re
 from collections.abc import Callable
 from xml.etree import ElementTree as ET
 
-from autograder import assignment
 from autograder import report as rep
 from autograder.escape import printable
 from autograder.report import PASSED, Report
@@ -95,6 +94,9 @@ def table(report: Report) -> str:
     )
     if not report.hidden_graded:
         lines.append("Public cases only: hidden cases are graded by the course staff.")
+    aon = all_or_nothing_line(report)
+    if aon:
+        lines.append(aon)
     lines.append(RULE)
     if not_implemented:
         lines.append("Not implemented yet: " + ", ".join(not_implemented) + ".")
@@ -126,6 +128,17 @@ def table(report: Report) -> str:
     lines.extend(f"Note: {note}" for note in report.notes)
     # Submission names, messages and printed output come from the student: no raw controls.
     return printable("\n".join(lines) + "\n")
+
+
+def all_or_nothing_line(report: Report) -> str:
+    """Under all-or-nothing credit, one line saying so and what it did ("" otherwise)."""
+    if report.credit != rep.ALL_OR_NOTHING:
+        return ""
+    failing = sum(t.score < t.max_score - rep.POINTS_SLACK for t in report.tests)
+    line = "All or nothing: the points count only when every test passes"
+    if failing:
+        return line + f"; {failing} test{'s' if failing > 1 else ''} did not, so the score is 0."
+    return line + "; every test did."
 
 
 def as_json(report: Report) -> str:
@@ -172,6 +185,11 @@ def gradescope(report: Report) -> str:
     earned = round(sum(t.score for t in public), 4)
     available = round(sum(t.max_score for t in public), 4)
     lines.append(f"Public tests: {earned:g} / {available:g} points.")
+    if report.credit == rep.ALL_OR_NOTHING:
+        lines.append(
+            f"All or nothing: the score is {report.max_score:g} when every test, public and "
+            "hidden, passes, and 0 otherwise."
+        )
     if hidden:
         worth = round(sum(t.max_score for t in hidden), 4)
         lines.append(
@@ -209,10 +227,9 @@ def gradescope(report: Report) -> str:
 
 
 def autolab_scores(report: Report) -> dict:
-    """Autolab's score line: one problem per activation, plus a scoreboard."""
-    totals = report.activations()
-    scores = {a.name: totals.get(a.name, {}).get("score", 0.0) for a in assignment.ACTIVATIONS}
-    return {"scores": scores, "scoreboard": [report.score]}
+    """Autolab's score line: one problem per activation (or the course's single problem),
+    plus a scoreboard."""
+    return {"scores": report.autolab_scores(), "scoreboard": [report.score]}
 
 
 def autolab(report: Report) -> str:

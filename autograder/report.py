@@ -12,18 +12,22 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
-from autograder import assignment
-
 if TYPE_CHECKING:  # type hints only: the report never imports the checks
     from autograder.checks import TestResult, TestSpec
 
 # Version of the JSON report's keys; the README's changelog says what changed.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # ------------------------------------------------------------------ statuses
 
 PASSED, FAILED, ERROR, TIMEOUT = "passed", "failed", "error", "timeout"
 STATUSES = (PASSED, FAILED, ERROR, TIMEOUT)
+
+# ------------------------------------------------------------------ credit modes
+
+PROPORTIONAL, ALL_OR_NOTHING = "proportional", "all-or-nothing"
+# Points are compared with this slack (the report rounds them to 4 decimals).
+POINTS_SLACK = 1e-6
 
 # ------------------------------------------------------------------ failure codes
 # Why a case (and so a test) did not pass, as data: the summary and the
@@ -42,6 +46,7 @@ TIMEOUT_KIND = "timeout"  # did not finish in time
 IMPORT = "import"  # the module did not import
 RULE = "rule"  # a source rule was broken (np.tanh in Tanh)
 MISSING = "missing"  # a class, method or attribute (self.dLdbeta) was absent
+API = "api"  # a method of another term's API (backward(self) returning dAdZ)
 CRASHED = "crashed"  # the worker process died (os._exit, a signal)
 NOT_RUN = "not-run"  # not run or not judged because something before it failed
 
@@ -51,6 +56,7 @@ KIND_PRIORITY = (
     IMPORT,
     NOT_IMPLEMENTED,
     MISSING,
+    API,
     CRASHED,
     TIMEOUT_KIND,
     EXCEPTION,
@@ -116,10 +122,31 @@ class Report:
     isolation: dict[str, Any] = field(default_factory=dict)
     # One line saying why the module did not import ("" when it did).
     import_error: str = ""
+    # The course it was graded under (``Course.report_info()``): name, total,
+    # credit mode, activations in order, Autolab problems, digest. Empty for a
+    # report from before courses (schema 1 and 2): proportional, one Autolab
+    # problem per activation.
+    course: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def credit(self) -> str:
+        """The credit mode: ``proportional`` or ``all-or-nothing``."""
+        return str(self.course.get("credit") or PROPORTIONAL)
+
+    @property
+    def all_passed(self) -> bool:
+        """Whether every test earned all its points (what all-or-nothing asks)."""
+        return all(t.score >= t.max_score - POINTS_SLACK for t in self.tests)
 
     @property
     def score(self) -> float:
-        """Points earned over all tests."""
+        """Points earned over all tests, under the course's credit mode.
+
+        All or nothing: every test's points when every test passes, else 0
+        (each test keeps its own score, for feedback).
+        """
+        if self.credit == ALL_OR_NOTHING and not self.all_passed:
+            return 0.0
         return round(sum(t.score for t in self.tests), 4)
 
     @property
@@ -127,17 +154,42 @@ class Report:
         """Points available over the tests that were graded."""
         return round(sum(t.max_score for t in self.tests), 4)
 
+    def activation_names(self) -> list[str]:
+        """The graded activations in the course's order (else the tests' order)."""
+        names = [n for n in self.course.get("activations") or () if isinstance(n, str)]
+        for t in self.tests:
+            if t.activation not in names:
+                names.append(t.activation)
+        return names
+
     def activations(self) -> dict[str, dict[str, float]]:
-        """Score and maximum per activation, in table order."""
+        """Score (after the credit mode) and maximum per activation, in the course's order.
+
+        Under all-or-nothing credit each also has ``earned``: what its tests
+        earned before the credit mode (the class summary's pass rates read it).
+        """
         totals: dict[str, dict[str, float]] = {}
-        for act in assignment.ACTIVATIONS:
-            tests = [t for t in self.tests if t.activation == act.name]
+        aon = self.credit == ALL_OR_NOTHING
+        zero = aon and not self.all_passed
+        for name in self.activation_names():
+            tests = [t for t in self.tests if t.activation == name]
             if tests:
-                totals[act.name] = {
-                    "score": round(sum(t.score for t in tests), 4),
+                earned = round(sum(t.score for t in tests), 4)
+                totals[name] = {
+                    "score": 0.0 if zero else earned,
                     "max_score": round(sum(t.max_score for t in tests), 4),
                 }
+                if aon:
+                    totals[name]["earned"] = earned
         return totals
+
+    def autolab_scores(self) -> dict[str, float]:
+        """Autolab's ``scores``: one problem per activation, or the course's single problem."""
+        autolab = self.course.get("autolab") or {}
+        if autolab.get("problems") == "single" and autolab.get("problem"):
+            return {str(autolab["problem"]): self.score}
+        totals = self.activations()
+        return {n: totals.get(n, {}).get("score", 0.0) for n in self.activation_names()}
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON report (``--format json``)."""
@@ -154,6 +206,8 @@ class Report:
             "student_output": self.student_output,
             "import_error": self.import_error,
         }
+        if self.course:
+            doc["course"] = self.course
         if self.problem:
             doc["problem"] = self.problem
         if self.notes:
@@ -184,6 +238,7 @@ class Report:
             notes=list(doc.get("notes", [])),
             isolation=dict(doc.get("isolation") or {}),
             import_error=doc.get("import_error", ""),
+            course=dict(doc.get("course") or {}),
         )
 
 

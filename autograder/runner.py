@@ -373,6 +373,8 @@ def _info(meta: object) -> dict:
             info[key] = meta[key][:60]
     if meta.get("method") in ("forward", "backward"):
         info["method"] = meta["method"]
+    if isinstance(meta.get("takes"), str):
+        info["takes"] = meta["takes"][:100]
     shape = meta.get("shape")
     if isinstance(shape, list) and all(type(n) is int for n in shape[:8]):
         info["shape"] = shape[:8]
@@ -382,11 +384,24 @@ def _info(meta: object) -> dict:
     return info
 
 
+# What the grader keeps of the class names a worker reports after the import.
+MAX_CLASSES = 100
+MAX_CLASS_NAME = 60
+
+
+def _class_names(value: object) -> list[str]:
+    """The module's class names from an import frame: plain identifiers only, capped."""
+    if not isinstance(value, list):
+        return []
+    names = [v for v in value[:MAX_CLASSES] if isinstance(v, str) and len(v) <= MAX_CLASS_NAME]
+    return [v for v in names if v.isidentifier()]
+
+
 def _phase(meta: object, value: np.ndarray | None, show: bool) -> PhaseOutput:
     if not isinstance(meta, dict):
         return PhaseOutput(out.SKIPPED)
     status = meta.get("status")
-    if status not in (out.OK, out.ERROR, out.NOT_IMPLEMENTED, out.MISSING):
+    if status not in (out.OK, out.ERROR, out.NOT_IMPLEMENTED, out.MISSING, out.API):
         status = out.ERROR
     array = None if value is None else np.array(value, dtype=np.float64)
     info = _info(meta)
@@ -415,7 +430,9 @@ def case_output(
     and then the ``rest``, which completes ``partial``.
     """
     if meta.get("missing_class"):
-        return CaseOutput.failed(case_id, out.MISSING, "")
+        failed = CaseOutput.failed(case_id, out.MISSING, "")
+        failed.class_missing = True
+        return failed
     init = meta.get("init")
     if isinstance(init, dict) and init.get("status") != out.OK:
         failed = CaseOutput.failed(case_id, _phase(init, None, show).status, "")
@@ -922,6 +939,9 @@ class _Conversation:
         if not self.imported:
             if kind == "imported":
                 self.imported = True
+                classes = _class_names(meta.get("classes"))
+                for p in self.active:
+                    self.results[p.name].classes = classes
                 return False
             if kind == "import_error":
                 status = (

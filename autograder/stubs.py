@@ -121,3 +121,26 @@ def solution_lines(source: str) -> list[str]:
         elif state == "code":
             given.add(text)
     return [text for text in inside if text not in given]
+
+
+def keep_classes(source: str, names: tuple[str, ...] | list[str]) -> str:
+    """``source`` without its top-level classes not in ``names`` (a course's selection).
+
+    Each removed class goes with its decorators and the blank lines after it;
+    imports, helpers and the classes kept stay exactly as written.
+    """
+    import ast
+
+    keep = set(names)
+    lines = source.splitlines(keepends=True)
+    drop: list[tuple[int, int]] = []
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.ClassDef) and node.name not in keep:
+            start = min([node.lineno, *(d.lineno for d in node.decorator_list)]) - 1
+            end = node.end_lineno or node.lineno
+            while end < len(lines) and not lines[end].strip():
+                end += 1
+            drop.append((start, end))
+    for start, end in reversed(drop):
+        del lines[start:end]
+    return "".join(lines)

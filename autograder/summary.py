@@ -15,7 +15,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
-from autograder import assignment
 from autograder.escape import printable
 from autograder.report import PASSED, Report, TestEntry
 from autograder.report_html import isolation_of
@@ -178,15 +177,19 @@ def summarize(outcomes: list[Outcome]) -> ClassSummary:
     shares = [o.score / o.max_score if o.max_score else 0.0 for o in outcomes]
 
     activations = []
-    for act in assignment.ACTIVATIONS:
-        rows = [o.activations[act.name] for o in graded if act.name in o.activations]
+    # The course's order, as the reports give it (each lists its activations in order).
+    names = list(dict.fromkeys(name for o in outcomes for name in o.activations))
+    for name in names:
+        rows = [o.activations[name] for o in graded if name in o.activations]
         if not rows:
             continue
-        full = sum(r["score"] >= r["max_score"] - 1e-9 for r in rows)
+        # What each class earned on its own (all-or-nothing credit zeroes every class).
+        earned = [r.get("earned", r["score"]) for r in rows]
+        full = sum(e >= r["max_score"] - 1e-9 for e, r in zip(earned, rows, strict=True))
         mean_share = statistics.fmean(
-            r["score"] / r["max_score"] if r["max_score"] else 0.0 for r in rows
+            e / r["max_score"] if r["max_score"] else 0.0 for e, r in zip(earned, rows, strict=True)
         )
-        activations.append(Rate(act.name, full, len(rows), mean_share))
+        activations.append(Rate(name, full, len(rows), mean_share))
 
     test_names: list[str] = []
     passed: Counter[str] = Counter()

@@ -20,35 +20,38 @@ from autograder import reference
 
 REFERENCE_SOURCE = reference.REFERENCE_PATH.read_text(encoding="utf-8")
 
-# (class name, constructor arguments): every activation, with its defaults and
-# the non-default arguments the assignment uses.
-CONFIGS = [
-    ("Identity", {}),
-    ("Sigmoid", {}),
-    ("Tanh", {}),
-    ("ReLU", {}),
-    ("LeakyReLU", {}),
-    ("LeakyReLU", {"alpha": 0.2}),
-    ("ELU", {}),
-    ("ELU", {"alpha": 2.0}),
-    ("ELU", {"alpha": 0.5}),
-    ("CELU", {}),
-    ("CELU", {"alpha": 2.0}),
-    ("CELU", {"alpha": 0.5}),
-    ("GELU", {}),
-    ("Swish", {}),
-    ("Swish", {"beta": 0.5}),
-    ("Swish", {"beta": 2.0}),
-    ("Softplus", {}),
-    ("Softplus", {"beta": 2.0}),
+
+def _table_configs() -> list[tuple[str, dict]]:
+    """(class name, constructor arguments): every activation of the table with its
+    defaults and each set of arguments its public and hidden cases use."""
+    from autograder import assignment
+    from autograder.hidden_cases import HIDDEN
+
+    configs = []
+    for act in assignment.ACTIVATIONS:
+        seen: list[dict] = [{}]
+        for spec in (*act.public, *HIDDEN.get(act.name, ())):
+            if spec.kwargs not in seen:
+                seen.append(dict(spec.kwargs))
+        configs += [(act.name, kwargs) for kwargs in seen]
+    return configs
+
+
+def _vector(name: str) -> bool:
+    from autograder import assignment
+
+    return assignment.BY_NAME[name].vector
+
+
+# Arguments beyond the table's, for the math checks: Softplus's threshold on its own.
+EXTRA_CONFIGS = [
     ("Softplus", {"threshold": 10.0}),
     ("Softplus", {"beta": 2.0, "threshold": 10.0}),
-    ("Mish", {}),
-    ("Hardswish", {}),
-    ("ReLU6", {}),
-    ("Softmax", {}),
 ]
-SCALAR_CONFIGS = [c for c in CONFIGS if c[0] != "Softmax"]
+# Derived from the table, so a new row or a new constructor argument is checked at once.
+CONFIGS = _table_configs() + [c for c in EXTRA_CONFIGS if c not in _table_configs()]
+CONFIGS.sort(key=lambda c: [n for n, _ in _table_configs()].index(c[0]))  # grouped by class
+SCALAR_CONFIGS = [c for c in CONFIGS if not _vector(c[0])]
 
 
 def replace_method(source: str, cls: str, method: str, body: str) -> str:

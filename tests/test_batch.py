@@ -17,7 +17,7 @@ import pytest
 from conftest import TEST_LIMITS
 from helpers import REFERENCE_SOURCE, append, replace_method, write_layout
 
-from autograder import assignment, batch, handout, reference, summary
+from autograder import batch, course, handout, reference, summary
 from autograder.engine import GradeOptions
 from autograder.report import Report, TestEntry
 from autograder.runner import Limits
@@ -30,7 +30,9 @@ WRONG_RELU = replace_method(
 )
 EXITS_AT_IMPORT = append(REFERENCE_SOURCE, "import os\nos._exit(3)")
 HANGS_IN_SIGMOID = replace_method(REFERENCE_SOURCE, "Sigmoid", "forward", "while True:\n    pass")
-TABLE_ORDER = [a.name for a in assignment.ACTIVATIONS]
+FULL = course.load("full")  # the course in effect here: this repository has no course.toml
+TABLE_ORDER = list(FULL.names)
+TOTAL = FULL.total
 
 
 def overwrites(outdir: Path) -> str:
@@ -93,7 +95,7 @@ def test_every_entry_gets_a_row_and_a_report(graded):
     for row in rows:
         doc = json.loads((outdir / f"{row['submission']}.json").read_text())
         assert float(row["score"]) == doc["score"]
-        assert float(row["max_score"]) == doc["max_score"] == 100.0
+        assert float(row["max_score"]) == doc["max_score"] == TOTAL
         for act in TABLE_ORDER:
             assert float(row[act]) == doc["activations"][act]["score"]
     # No temporary or partial files are left behind.
@@ -104,7 +106,7 @@ def test_every_entry_gets_a_row_and_a_report(graded):
 def test_unusable_entries_score_0_with_the_reason_in_their_json(graded):
     _, outdir, _ = graded
     broken = json.loads((outdir / "broken.json").read_text())
-    assert broken["score"] == 0 and broken["max_score"] == 100.0
+    assert broken["score"] == 0 and broken["max_score"] == TOTAL
     assert "cannot unpack broken.tar" in broken["problem"]
     assert batch.HASH_KEY not in broken  # always looked at again
     empty = json.loads((outdir / "empty.json").read_text())
@@ -129,16 +131,16 @@ def test_batch_reports_equal_single_grade_reports(graded, grader):
 def test_crashes_hangs_and_vandals_change_no_other_score(graded):
     _, outdir, result = graded
     scores = {o.submission: o.score for o in result.outcomes}
-    assert scores["good"] == scores["zipped"] == 100.0
+    assert scores["good"] == scores["zipped"] == TOTAL
     assert scores["exits"] == 0.0
     hangs = json.loads((outdir / "hangs.json").read_text())
     assert hangs["activations"]["Sigmoid"]["score"] == 0.0
-    assert hangs["score"] == 100.0 - assignment.BY_NAME["Sigmoid"].max_score
-    assert scores["vandal"] == scores["wrong-relu"] < 100.0
+    assert hangs["score"] == TOTAL - FULL.row("Sigmoid").max_score
+    assert scores["vandal"] == scores["wrong-relu"] < TOTAL
     good = json.loads((outdir / "good.json").read_text())
     if good["sandbox"] == "process":
         pytest.skip("the plain process level runs student code as this user: it can write here")
-    assert good["score"] == 100.0 and good["submission"] == "good"
+    assert good["score"] == TOTAL and good["submission"] == "good"
 
 
 @pytest.mark.slow
@@ -156,9 +158,9 @@ def test_rerun_reuses_unchanged_reports_and_regrades_changed_ones(tmp_path):
     (subs / "late").rmdir()
     second = batch.grade_all(subs, outdir, OPTIONS, jobs=2, progress=False)
     by_name = {o.submission: o for o in second.outcomes}
-    assert by_name["alice"].reused and by_name["alice"].score == 100.0
+    assert by_name["alice"].reused and by_name["alice"].score == TOTAL
     assert (outdir / "alice.json").stat().st_mtime_ns == stamp
-    assert not by_name["bob"].reused and by_name["bob"].score == 100.0
+    assert not by_name["bob"].reused and by_name["bob"].score == TOTAL
     assert not by_name["broken"].reused
     assert "2 unchanged" not in summary.render_text(second.summary)
     assert "1 unchanged since their last grading" in summary.render_text(second.summary)
@@ -170,10 +172,53 @@ def test_rerun_reuses_unchanged_reports_and_regrades_changed_ones(tmp_path):
         progress=False,
     )
     assert not any(o.reused for o in third.outcomes)
-    assert {o.max_score for o in third.outcomes} == {third.outcomes[0].max_score} != {100.0}
+    assert {o.max_score for o in third.outcomes} == {third.outcomes[0].max_score} != {TOTAL}
     # --force regrades even when nothing changed.
     fourth = batch.grade_all(subs, outdir, OPTIONS, force=True, progress=False)
     assert not any(o.reused for o in fourth.outcomes)
+
+
+def test_the_course_is_part_of_the_resume_key():
+    # Same cases, only the credit mode differs: the identity must still differ, or an
+    # edited preset (TOML, not one of the hashed *.py files) would reuse stale grades.
+    from types import SimpleNamespace
+
+    cmu = course.load("cmu-f23")
+    aon = course.parse(
+        course.preset_text("cmu-f23").replace('"proportional"', '"all-or-nothing"'),
+        default_name="cmu-f23",
+    )
+    renamed = course.parse(course.preset_text("cmu-f23").replace("Fall 2024", "2024"))
+
+    def identity(c):
+        return batch.grader_identity(SimpleNamespace(cases=[], options=OPTIONS, course=c))
+
+    assert identity(cmu) == identity(renamed)  # a new title changes no grade
+    assert identity(cmu) != identity(aon)
+    assert identity(cmu) != identity(course.load("cmu-s25"))
+
+
+@pytest.mark.slow
+def test_grade_all_follows_the_course(tmp_path):
+    subs, outdir = tmp_path / "subs", tmp_path / "out"
+    write_layout(subs, REFERENCE_SOURCE, "file", name="alice")
+    write_layout(subs, WRONG_RELU, "file", name="bob")
+    f23 = course.load("cmu-f23")
+    options = GradeOptions(limits=Limits(**TEST_LIMITS), allow_unisolated=True, course=f23)
+    first = batch.grade_all(subs, outdir, options, jobs=1, progress=False)
+    scores = {o.submission: o.score for o in first.outcomes}
+    assert scores["alice"] == f23.total
+    # A wrong ReLU costs ReLU's points, and only those.
+    assert f23.total - f23.row("ReLU").max_score <= scores["bob"] < f23.total
+    rows = list(csv.reader(io.StringIO((outdir / batch.GRADEBOOK).read_text())))
+    assert tuple(rows[0]) == f23.gradebook_columns()
+    assert "Softplus" not in (outdir / batch.SUMMARY_TEXT).read_text()
+    doc = json.loads((outdir / "alice.json").read_text())
+    assert doc["course"]["name"] == "cmu-f23" and list(doc["activations"]) == list(f23.names)
+    # Another course: nothing is reused.
+    options.course = course.load("cmu-s25")
+    second = batch.grade_all(subs, outdir, options, jobs=1, progress=False)
+    assert not any(o.reused for o in second.outcomes)
 
 
 def test_content_hash_follows_the_files_and_the_grader(tmp_path):
@@ -205,8 +250,8 @@ def test_discover_names_entries_and_skips_what_is_not_a_submission(tmp_path):
 
 
 def test_gradebook_cells_cannot_become_spreadsheet_formulas():
-    outcome = summary.Outcome("=HYPERLINK(1)", 1.5, 100.0, {"ReLU": {"score": 1.5, "max_score": 7}})
-    rows = list(csv.reader(io.StringIO(batch.gradebook_csv([outcome]))))
+    outcome = summary.Outcome("=HYPERLINK(1)", 1.5, TOTAL, {"ReLU": {"score": 1.5, "max_score": 7}})
+    rows = list(csv.reader(io.StringIO(batch.gradebook_csv([outcome], FULL))))
     assert rows[1][0] == "'=HYPERLINK(1)"
     assert rows[1][1:3] == ["1.5", "100"]
     assert rows[1][3 + TABLE_ORDER.index("ReLU")] == "1.5"
@@ -232,7 +277,7 @@ def test_a_dying_worker_is_replaced_and_costs_only_its_submission(tmp_path, monk
     _crash_on("crasher", monkeypatch)
     result = batch.grade_all(subs, tmp_path / "out", OPTIONS, jobs=2, progress=False)
     scores = {o.submission: o.score for o in result.outcomes}
-    assert scores == {"a": 100.0, "b": 100.0, "crasher": 0.0, "d": 100.0}
+    assert scores == {"a": TOTAL, "b": TOTAL, "crasher": 0.0, "d": TOTAL}
     doc = json.loads((tmp_path / "out" / "crasher.json").read_text())
     assert "grading worker died" in doc["problem"]
 
@@ -258,7 +303,7 @@ def test_a_stuck_worker_is_killed_by_the_watchdog(tmp_path, monkeypatch):
     result = batch.grade_all(subs, tmp_path / "out", options, jobs=2, progress=False)
     assert time.monotonic() - started < 30
     scores = {o.submission: (o.score, o.problem) for o in result.outcomes}
-    assert scores["a"] == (100.0, "")
+    assert scores["a"] == (TOTAL, "")
     assert scores["stuck"][0] == 0.0 and "did not finish within" in scores["stuck"][1]
 
 
@@ -341,7 +386,7 @@ def test_summary_text_and_html_name_every_part():
 def test_charts_are_png_and_missing_matplotlib_costs_one_line(tmp_path, monkeypatch):
     outcomes = [summary.Outcome.from_report(_report("a", {"ReLU forward public": "passed"}))]
     pytest.importorskip("matplotlib")
-    _, written, notes = batch.write_outputs(tmp_path, outcomes, "t")
+    _, written, notes = batch.write_outputs(tmp_path, outcomes, "t", FULL)
     pngs = [p for p in written if p.suffix == ".png"]
     assert len(pngs) == 2 and not notes
     assert all(p.read_bytes().startswith(b"\x89PNG\r\n\x1a\n") for p in pngs)
@@ -350,7 +395,7 @@ def test_charts_are_png_and_missing_matplotlib_costs_one_line(tmp_path, monkeypa
     monkeypatch.setitem(sys.modules, "matplotlib.backends.backend_agg", None)
     out = tmp_path / "nompl"
     out.mkdir()
-    _, written, notes = batch.write_outputs(out, outcomes, "t")
+    _, written, notes = batch.write_outputs(out, outcomes, "t", FULL)
     assert len(notes) == 1 and "matplotlib is not installed" in notes[0]
     assert sorted(p.name for p in out.iterdir()) == ["gradebook.csv", "summary.html", "summary.txt"]
 

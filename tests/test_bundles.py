@@ -23,6 +23,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from conftest import FULL_MARKS
 from helpers import REFERENCE_SOURCE, notebook
 
 from autograder import bundles, cases, handout, reference, stubs
@@ -143,7 +144,7 @@ def test_archives_are_reproducible(tmp_path, dist):
 
 
 def test_bundles_refuse_stale_generated_files(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(handout, "generate", lambda check=False: [handout.STUB_PATH])
+    monkeypatch.setattr(handout, "generate", lambda course=None, check=False: [handout.STUB_PATH])
     assert bundles.main(["handout", "--dist", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "out of date" in err and "make handout-files" in err
@@ -326,7 +327,7 @@ def test_make_grade_takes_a_submission_path_with_spaces(tmp_path):
     result = top_make("grade", f"SUBMISSION={submission}", "FORMAT=json", f"PY={sys.executable}")
     assert result.returncode == 0, result.stderr
     doc = json.loads(result.stdout)
-    assert doc["submission"] == "alice smith" and doc["score"] == 100.0
+    assert doc["submission"] == "alice smith" and doc["score"] == FULL_MARKS
 
 
 def test_first_make_grade_says_what_it_installs(tmp_path):
@@ -383,3 +384,115 @@ def test_readme_says_how_many_tests_run_with_and_without_pytorch():
     assert abs(len(ids) - len(torch_ids) - without) <= 0.2 * without
     if torch_ids:  # PyTorch installed: the full count can be checked too
         assert abs(len(ids) - with_torch) <= 0.2 * with_torch
+
+
+# ------------------------------------------------------------------ a course of one's own
+
+
+def _repository_copy(target: Path) -> Path:
+    """A copy of the instructor's repository (what a clone holds) to run commands in."""
+    import shutil
+
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "cache", "all_cases.json")
+    for name in ("autograder", "solutions", "handout"):
+        shutil.copytree(ROOT / name, target / name, ignore=ignore)
+    for name in ("Makefile", "pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, target / name)
+    return target
+
+
+def _python(args: list[str], cwd: Path, **kwargs) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "AUTOGRADER_REFERENCE"}
+    return subprocess.run(
+        [sys.executable, *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=600,
+        **kwargs,
+    )
+
+
+@pytest.mark.slow
+def test_a_course_file_drives_the_handout_and_every_bundle(tmp_path):
+    from autograder import course
+
+    repo = _repository_copy(tmp_path / "repo")
+    f25 = course.load("cmu-f25")
+    assert _python(["-m", "autograder", "course", "init", "cmu-f25"], repo).returncode == 0
+    # The committed handout is full's: the drift check says so, the bundles refuse.
+    stale = _python(["-m", "autograder", "handout", "--check"], repo)
+    assert stale.returncode == 1 and "activation.py" in stale.stdout
+    refused = _python(["-m", "autograder.bundles", "handout", "--dist", "dist"], repo)
+    assert refused.returncode == 2 and "make handout-files" in refused.stderr
+    assert _python(["-m", "autograder", "handout"], repo).returncode == 0
+    assert _python(["-m", "autograder", "handout", "--check"], repo).returncode == 0
+    # Stubs and notebook hold the course's classes only; public data its public cases.
+    stub = (repo / "handout" / "mytorch" / "nn" / "activation.py").read_text()
+    assert re.findall(r"^class (\w+)", stub, re.M) == list(f25.names)
+    nb = json.loads((repo / "handout" / "activations.ipynb").read_text())
+    code = "".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
+    assert "class Softplus" not in code and "class Swish" in code
+    data = json.loads((repo / "autograder" / "data" / "public_cases.json").read_text())
+    assert {r["id"] for r in data["cases"]} == set(f25.case_ids("public"))
+    assert (repo / "autograder" / "presets" / "full.toml").read_text() == course.full_preset_text()
+    built = _python(["-m", "autograder.bundles", "all", "--dist", "dist"], repo)
+    assert built.returncode == 0, built.stderr
+    dist = repo / "dist"
+    files = all_bundle_files(dist)
+    # Each bundle ships the course where its grader finds it.
+    assert files["handout"]["handout/course.toml"].decode() == f25.text
+    assert files["gradescope"]["course.toml"].decode() == f25.text
+    assert files["autolab"]["autograde/course.toml"].decode() == f25.text
+    platform = json.loads(files["autolab"]["autograde/platform.json"])
+    assert platform["autolab_problems"] == ["Activation"]
+    zero = files["autolab"]["autograde-Makefile"].decode()
+    assert '{"scores": {"Activation": 0.0}, "scoreboard": [0.0]}' in zero
+    rows = json.loads(files["gradescope"]["autograder/data/all_cases.json"])["cases"]
+    assert {r["id"] for r in rows} == set(f25.case_ids("public")) | set(f25.case_ids("hidden"))
+    # The student's copy grades the course's public cases, a correct Fall 2025 handin fully.
+    unpacked = tmp_path / "student"
+    with tarfile.open(dist / "handout.tar.gz") as tar:
+        tar.extractall(unpacked, filter="data")
+    handin = ROOT / "tests" / "fixtures" / "real" / "f25_lookalike_swish_prints.py"
+    target = unpacked / "handout" / "mytorch" / "nn" / "activation.py"
+    target.write_text(handin.read_text())
+    graded = _python(["-m", "autograder", "grade", ".", "--format", "json"], unpacked / "handout")
+    doc = json.loads(graded.stdout)
+    assert doc["course"]["name"] == "cmu-f25" and not doc["hidden_graded"]
+    assert (
+        doc["score"]
+        == doc["max_score"]
+        == sum(
+            a.test_points(p, "public") + sum(r.points for r in a.rules) * (p == "forward")
+            for a in f25.rows()
+            for p in a.points
+        )
+    )
+
+
+def test_a_student_bundle_never_ships_a_hidden_case_id_of_the_course(tmp_path):
+    from autograder import course
+
+    text = (
+        course.preset_text("cmu-f23").replace(
+            'leave_out = ["large |Z|"]',
+            'leave_out = ["large |Z|"]\nexclude = ["Tanh-p2", "Tanh-h1"]',
+            1,
+        )
+        + "# Tanh-h2 is fine as it is\n"
+    )
+    mine = course.parse(text)
+    student = bundles.course_file(mine, student=True).decode()
+    assert "Tanh-h1" not in student and "Tanh-h2" not in student and "Tanh-p2" in student
+    # It grades the public cases exactly as the instructor's course does.
+    again = course.parse(student)
+    assert again.public == mine.public and again.rows() == mine.rows()
+    assert again.credit == mine.credit and again.autolab_problems() == mine.autolab_problems()
+    # The platforms (never seen by students) get the file as written.
+    assert bundles.course_file(mine, student=False).decode() == text
+    files = {"handout/course.toml": (student.encode(), 0o644)}
+    bundles.check_contents(files, student=True)  # passes: nothing hidden
+    with pytest.raises(bundles.BundleError, match="hidden case"):
+        bundles.check_contents({"handout/course.toml": (text.encode(), 0o644)}, student=True)

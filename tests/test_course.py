@@ -65,11 +65,33 @@ def test_cmu_presets_follow_the_terms():
         assert c.constructor_args == "defaults"
         assert all(not spec.kwargs for _, _, spec in (*c.public, *c.hidden))
         assert c.autolab_problems() == ("Activation",)
-    # np.tanh: allowed until Fall 2024, forbidden by the Spring 2025 and Fall 2025 autograders.
-    assert f23.row("Tanh").rules == ()
-    for c in (s25, f25):
-        assert [r.names for r in c.row("Tanh").rules] == [("tanh",)]
+    # np.tanh: allowed until Fall 2024 and (as the issue asks) in cmu-f25; Spring 2025 forbids it.
+    assert f23.row("Tanh").rules == () and f25.row("Tanh").rules == ()
+    assert [r.names for r in s25.row("Tanh").rules] == [("tanh",)]
     assert set(f25.row("Swish").points) == {"forward", "backward", "dLdbeta"}
+
+
+def test_cmu_f25_says_how_to_turn_the_tanh_rule_on_and_that_recipe_works():
+    # The real Fall 2025 autograder forbids np.tanh; the preset's comments give the recipe.
+    text = course.preset_text("cmu-f25")
+    comments = " ".join(line.lstrip("# ") for line in text.splitlines() if line.startswith("#"))
+    comments = " ".join(comments.split())
+    assert "Fall 2025 autograder" in comments and "forbids np.tanh" in comments
+    line = re.search(r"add the line (rules = \{ no_np_tanh = [0-9.]+ \})", comments).group(1)
+    lowered = re.findall(
+        r"((?:forward|backward) = \{ public = [0-9.]+, hidden = [0-9.]+ \})", comments
+    )
+    assert len(lowered) == 2
+    head, _, rest = text.partition("\n[activations.Tanh]\n")
+    block, sep, tail = rest.partition("\n\n")
+    kept = [x for x in block.splitlines() if not x.startswith(("forward", "backward"))]
+    edited = "\n".join([*lowered, line, *kept])
+    ruled = course.parse(head + "\n[activations.Tanh]\n" + edited + sep + tail)
+    assert [r.names for r in ruled.row("Tanh").rules] == [("tanh",)]
+    assert ruled.total == 10
+    assert ruled.row("Tanh").max_score == course.load("cmu-f25").row("Tanh").max_score
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "cmu-semesters.md").read_text()
+    assert line in doc
 
 
 def test_cmu_presets_leave_out_only_inputs_the_course_never_asked_for():

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import by_name
+from conftest import FULL_MARKS, by_name
 from helpers import REFERENCE_SOURCE, append, replace_method
 
 from autograder import batch, render, submission, summary
@@ -96,14 +96,14 @@ def test_an_escape_in_a_warning_is_escaped(grader, tmp_path):
 
 def test_plain_printed_text_comes_through_unchanged(grader, tmp_path):
     report = _grade(grader, tmp_path, HONEST, "honest")
-    assert report.score == 100.0
+    assert report.score == FULL_MARKS
     assert "  | naïve café 日本語\tcolumn" in render.table(report)
 
 
 def test_a_submission_named_with_an_escape_sequence(grader, tmp_path):
     name = "evil\x1b[2J\x1b[32m"
     report = _grade(grader, tmp_path, REFERENCE_SOURCE, name)
-    assert report.submission == name and report.score == 100.0
+    assert report.submission == name and report.score == FULL_MARKS
     for text in _text_formats(report).values():
         assert "\x1b" not in text and "Autograder report: evil\\x1b[2J\\x1b[32m" in text
 

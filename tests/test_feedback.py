@@ -11,7 +11,7 @@ import re
 
 import numpy as np
 import pytest
-from conftest import by_name
+from conftest import FULL_MARKS, by_name
 from helpers import REFERENCE_SOURCE, append, replace_method, write_layout
 from test_grading import EXTRA_ATTRIBUTES, FLOAT32, LOOP_SOFTMAX
 
@@ -446,7 +446,7 @@ def _handmade_report(grader, change) -> Report:
 
 
 def test_handmade_outputs_of_the_reference_score_full_marks(grader):
-    assert _handmade_report(grader, lambda case, output: None).score == 100.0
+    assert _handmade_report(grader, lambda case, output: None).score == FULL_MARKS
 
 
 @pytest.mark.parametrize(
@@ -472,7 +472,7 @@ def test_a_hang_or_crash_in_backward_keeps_the_forward_points(grader, status, ki
     public = tests["ReLU backward (public)"].output
     assert message in public and public.count(message) == 1
     assert "forward" not in public
-    assert report.score == 100.0 - tests["ReLU backward (public)"].max_score - (
+    assert report.score == FULL_MARKS - tests["ReLU backward (public)"].max_score - (
         tests["ReLU backward (hidden)"].max_score
     )
 
@@ -719,7 +719,7 @@ def test_correct_variants_are_never_told_they_made_a_mistake(grader, tmp_path, n
     sub = submission.load(write_layout(tmp_path, CORRECT[name], "file"))
     report = grader.grade_submission(sub, use_pytest=False)
     failing = [(t.name, t.output) for t in report.tests if t.status != PASSED]
-    assert not failing and report.score == 100.0
+    assert not failing and report.score == FULL_MARKS
     # No hint of any kind: every test says only how many cases passed (or "rule respected").
     for t in report.tests:
         assert len(t.output.splitlines()) == 1 and not t.failure_kind and not t.mistake, t.name

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import by_name
+from conftest import FULL_MARKS, by_name
 from helpers import REFERENCE_SOURCE, append, replace_method, write_layout
 
 from autograder import handout, render
@@ -304,7 +304,7 @@ def test_a_print_flood_is_capped_and_graded_normally(grader, tmp_path):
         """,
     )
     report = grader.grade(write_layout(tmp_path, hostile, "file"), use_pytest=False)
-    assert report.score == 100.0
+    assert report.score == FULL_MARKS
     assert 0 < len(report.student_output) <= 64 << 10
 
 

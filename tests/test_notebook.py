@@ -14,6 +14,7 @@ import re
 import sys
 
 import pytest
+from conftest import FULL_MARKS
 from helpers import REFERENCE_SOURCE, notebook
 
 from autograder import (
@@ -126,13 +127,13 @@ def test_filled_notebook_grades_and_exports_to_full_marks(grader, tmp_path):
     path = tmp_path / "activations.ipynb"
     nbformat.write(filled_notebook(), path)
     report = grader.grade(path, use_pytest=False)
-    assert report.score == report.max_score == 100.0, [
+    assert report.score == report.max_score == FULL_MARKS, [
         (t.name, t.output) for t in report.tests if t.status != PASSED
     ]
     # `make handin-notebook`: export, then the exported module grades the same.
     out = tmp_path / "mytorch" / "nn" / "activation.py"
     assert cli.main(["export", str(path), "-o", str(out)]) == 0
-    assert grader.grade(out, use_pytest=False).score == 100.0
+    assert grader.grade(out, use_pytest=False).score == FULL_MARKS
 
 
 def test_export_keeps_every_previous_module_outside_the_handin(tmp_path, capsys):

@@ -39,11 +39,14 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from conftest import FULL_MARKS
 from helpers import REFERENCE_SOURCE, append, handin_tar
 
 from autograder import assignment, bundles, cases, handout, reference, render
 
 ROOT = reference.PROJECT_ROOT
+# The course the bundles are built for: the one in effect (full, in this repository).
+COURSE = handout.in_effect()
 STUBS = handout.stub_text()
 RUNNER = bundles.TEMPLATES / "platform_run.py"
 # The grading user of the simulated Autolab jobs (Tango's "autograde"): a uid of its own.
@@ -53,7 +56,7 @@ BWRAP_REFUSAL = (
     "bwrap: No permissions to creating new namespace, likely because the kernel does not "
     "allow non-privileged user namespaces"
 )
-FAKE_SCORES = {a.name: 99 for a in assignment.ACTIVATIONS}
+FAKE_SCORES = dict.fromkeys(COURSE.autolab_problems(), 99)
 WAITS = pytest.mark.slow
 WAITS_FOR_COUNTS = pytest.mark.xfail(
     strict=True, reason="waits for hidden tests reported as counts (feedback workstream)"
@@ -212,7 +215,7 @@ for _name in NAMES:
 
 def cheater_source() -> str:
     """The stubs, plus the lookup of hidden expected values and the forged results."""
-    names = [a.name for a in assignment.ACTIVATIONS if a.name != "Identity"]
+    names = [name for name in COURSE.names if name != "Identity"]
     header = f"FAKE_SCORES = {FAKE_SCORES!r}\nNAMES = {names!r}\n"
     return append(STUBS, header + CHEAT)
 
@@ -245,7 +248,7 @@ def public_only_source() -> str:
             cls.forward = wrong_elsewhere
 
 
-        for _cls in {[a.name for a in assignment.ACTIVATIONS]!r}:
+        for _cls in {list(COURSE.names)!r}:
             _public_only(globals()[_cls])
         """,
     )
@@ -501,7 +504,7 @@ def dist(tmp_path_factory):
 @pytest.fixture(scope="module")
 def stub_score():
     """What the stubs score on every case (Identity is given complete)."""
-    return sum(a.max_score for a in assignment.ACTIVATIONS if a.name == "Identity")
+    return COURSE.row("Identity").max_score
 
 
 @WAITS
@@ -524,7 +527,7 @@ def test_gradescope_grades_honestly_and_keeps_the_data_from_a_cheater(
     cheat, stdout = run_gradescope(
         zip_path, tmp_path / "cheat", {"activation.py": cheater_source().encode()}, userns
     )
-    assert honest["score"] == 100.0
+    assert honest["score"] == FULL_MARKS
     assert stub["score"] == stub_score
     # Nothing found, nothing forged: the cheater scores exactly what the stubs score.
     assert scores_by_test(cheat) == scores_by_test(stub)
@@ -543,7 +546,7 @@ def test_gradescope_renderer_shows_nothing_hidden_before_publishing(grader, tmp_
     twin_path.write_text(public_only_source())
     honest = json.loads(render.gradescope(grader.grade(honest_path, use_pytest=False)))
     twin = json.loads(render.gradescope(grader.grade(twin_path, use_pytest=False)))
-    assert twin["score"] < honest["score"] == 100.0
+    assert twin["score"] < honest["score"] == FULL_MARKS
     assert visible(twin) == visible(honest)
     assert_nothing_hidden_visible(twin)
     # What the student is told: public points, how many hidden tests, the isolation level.
@@ -567,7 +570,7 @@ def test_gradescope_shows_nothing_of_the_hidden_tests_before_publishing(dist, tm
     twin, _ = run_gradescope(
         zip_path, tmp_path / "b", {"activation.py": public_only_source().encode()}, False
     )
-    assert twin["score"] < honest["score"] == 100.0
+    assert twin["score"] < honest["score"] == FULL_MARKS
     assert visible(twin) == visible(honest)
     assert_nothing_hidden_visible(twin)
 
@@ -613,7 +616,7 @@ def test_gradescope_accepts_uploaded_files_and_hides_student_output(dist, tmp_pa
     }
     doc, stdout = run_gradescope(dist / "auto" / "gradescope" / "autograder.zip", tmp_path, upload)
     assert_gradescope_valid(doc)
-    assert doc["score"] == 100.0
+    assert doc["score"] == FULL_MARKS
     hidden = [t for t in doc["tests"] if t["visibility"] == "after_published"]
     assert hidden and all(t["status"] == "passed" for t in hidden)
     assert secret not in json.dumps(doc) and secret not in stdout
@@ -725,7 +728,7 @@ def run_autolab(
     lines = output.rstrip("\n").splitlines()
     last = json.loads(lines[-1])
     assert set(last) == {"scores", "scoreboard"}, lines[-1]
-    assert set(last["scores"]) == {a.name for a in assignment.ACTIVATIONS}
+    assert set(last["scores"]) == set(COURSE.autolab_problems())
     return last, output, (result / "listing").read_text().split()
 
 
@@ -757,7 +760,7 @@ def test_autolab_grades_honestly_and_keeps_the_data_from_a_cheater(
     cheat, out_c, _ = run_autolab(
         folder, tmp_path / "c", handin_tar(cheater_source()), grading_uid, userns
     )
-    assert total(honest) == 100.0 and honest["scoreboard"] == [100.0]
+    assert total(honest) == FULL_MARKS and honest["scoreboard"] == [FULL_MARKS]
     assert total(stub) == stub_score
     # Nothing found in reach and the forged line cut off: the cheater scores as the stubs.
     assert cheat == stub
@@ -799,7 +802,7 @@ def test_autolab_built_to_accept_the_process_level_grades_and_says_so(dist, tmp_
         userns=False,
         tango_copy=True,
     )
-    assert total(last) == 100.0
+    assert total(last) == FULL_MARKS
     assert "sandbox: process" in output
     assert "accept the weakest isolation level (process)" in output
 
@@ -887,7 +890,7 @@ else:
 """
 
 
-def fake_bundle(folder: Path, policy: str = "auto") -> Path:
+def fake_bundle(folder: Path, policy: str = "auto", course=COURSE) -> Path:
     """platform_run.py, platform.json and a stand-in grader package in ``folder``."""
     package = folder / "autograder"
     (package / "data").mkdir(parents=True)
@@ -895,14 +898,17 @@ def fake_bundle(folder: Path, policy: str = "auto") -> Path:
     (package / "__init__.py").write_text("")
     (package / "worker" / "__init__.py").write_text("")
     (package / "data" / "all_cases.json").write_text('{"cases": []}')
-    names = [a.name for a in assignment.ACTIVATIONS]
+    names = list(course.autolab_problems())
     (package / "__main__.py").write_text(f"NAMES = {names!r}\n" + FAKE_GRADER)
+    # As a real bundle's table: every activation, whatever the course (an older runner's
+    # source of the problem names).
+    table = [a.name for a in assignment.ACTIVATIONS]
     (package / "assignment.py").write_text(
         "class _A:\n    def __init__(self, n):\n        self.name = n\n"
-        f"ACTIVATIONS = [_A(n) for n in {names!r}]\n"
+        f"ACTIVATIONS = [_A(n) for n in {table!r}]\n"
     )
     shutil.copy(RUNNER, folder / "platform_run.py")
-    (folder / "platform.json").write_bytes(bundles.platform_config(policy))
+    (folder / "platform.json").write_bytes(bundles.platform_config(policy, course))
     return folder / "platform_run.py"
 
 
@@ -974,12 +980,34 @@ def test_runner_turns_a_refusal_into_a_zero_with_what_to_change_autolab(tmp_path
     output = run_runner(runner, ["autolab"], job, env, tmp_path / "out")
     lines = output.rstrip("\n").splitlines()
     assert json.loads(lines[-1]) == {
-        "scores": dict.fromkeys((a.name for a in assignment.ACTIVATIONS), 0.0),
+        "scores": dict.fromkeys(COURSE.autolab_problems(), 0.0),
         "scoreboard": [0.0],
     }
     message = "\n".join(lines[:-1])
     assert "refused to grade here" in message and "student code could open" in message
     assert "What to change" in message and "SANDBOX=process" in message
+
+
+@pytest.mark.parametrize("preset", ["cmu-f25", "full"])
+def test_runner_checks_and_falls_back_to_the_course_problems(tmp_path, preset):
+    # The runner reads the course's Autolab problems from platform.json (no grader code):
+    # a score line with other names is not accepted, and the zero line uses them.
+    from autograder import course
+
+    c = course.load(preset)
+    job = tmp_path / "job"
+    runner = fake_bundle(job / "autograde", course=c)
+    (job / "handin.tar").write_bytes(handin_tar(STUBS))
+    env = {"FAKE_RECORD": str(tmp_path / "r"), "FAKE_JOB": str(job)}
+    output = run_runner(runner, ["autolab"], job, env, tmp_path / "out")
+    assert json.loads(output.splitlines()[-1])["scores"] == dict.fromkeys(c.autolab_problems(), 1.0)
+    # A grader printing another course's problems: not a valid line, a zero line instead.
+    other = course.load("full" if preset != "full" else "cmu-f25")
+    main = job / "autograde" / "autograder" / "__main__.py"
+    main.write_text(f"NAMES = {list(other.autolab_problems())!r}\n" + FAKE_GRADER)
+    output = run_runner(runner, ["autolab"], job, env, tmp_path / "out2")
+    zero = {"scores": dict.fromkeys(c.autolab_problems(), 0.0), "scoreboard": [0.0]}
+    assert json.loads(output.splitlines()[-1]) == zero
 
 
 def test_runner_turns_a_refusal_into_a_zero_with_what_to_change_gradescope(tmp_path):
@@ -1053,7 +1081,9 @@ def test_runner_makes_the_bundle_private_except_the_worker(tmp_path):
 def test_bundles_carry_their_sandbox_policy(dist):
     for policy in ("auto", "process"):
         with zipfile.ZipFile(dist / policy / "gradescope" / "autograder.zip") as zf:
-            assert json.loads(zf.read("platform.json")) == {"sandbox": policy}
+            problems = list(COURSE.autolab_problems())
+            want = {"sandbox": policy, "autolab_problems": problems}
+            assert json.loads(zf.read("platform.json")) == want
         with tarfile.open(dist / policy / "autolab" / "autograde.tar") as tar:
             member = tar.extractfile("autograde/platform.json")
-            assert json.loads(member.read()) == {"sandbox": policy}
+            assert json.loads(member.read()) == want

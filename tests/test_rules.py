@@ -10,7 +10,7 @@ from __future__ import annotations
 import textwrap
 
 import pytest
-from conftest import by_name
+from conftest import FULL_MARKS, by_name
 from helpers import REFERENCE_SOURCE, replace_method, write_layout
 
 from autograder import reference, render
@@ -241,7 +241,7 @@ def test_helper_named_tanh_keeps_the_rule_point(grader, tmp_path):
         "self.A = tanh\nreturn self.A",
     )
     report, rule = _tanh_rule(grader, tmp_path, source)
-    assert rule.status == PASSED and report.score == 100.0
+    assert rule.status == PASSED and report.score == FULL_MARKS
 
 
 def test_rule_is_judged_when_forward_runs_but_fails(grader, tmp_path):

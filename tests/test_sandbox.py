@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import TEST_LIMITS, by_name
+from conftest import FULL_MARKS, TEST_LIMITS, by_name
 from helpers import append, replace_method, write_layout
 
 from autograder import handout, reference, sandbox, uids
@@ -273,7 +273,7 @@ def test_leftover_processes_die_with_their_run(strict, tmp_path):
     later = strict.grade(
         write_layout(tmp_path / "later", handout.reference.REFERENCE_PATH.read_text(), "file")
     )
-    assert later.score == 100.0
+    assert later.score == FULL_MARKS
 
 
 def test_a_fork_bomb_is_bounded_and_cleaned_up(strict, tmp_path):

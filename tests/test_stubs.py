@@ -17,7 +17,7 @@ import warnings
 import numpy as np
 import pytest
 
-from autograder import cases, handout, reference, stubs
+from autograder import assignment, cases, handout, reference, stubs
 from autograder.stubs import MarkerError, solution_lines, strip_solutions
 
 REFERENCE_SOURCE = reference.REFERENCE_PATH.read_text(encoding="utf-8")
@@ -271,9 +271,39 @@ def test_the_handout_imports_cleanly():
     assert module.np is np
 
 
-def test_the_handout_defines_the_same_fourteen_classes():
-    assert len(REF_CLASSES) == 14
-    assert set(classes_of(load_handout())) == set(REF_CLASSES)
+def test_the_handout_defines_the_classes_of_the_course():
+    assert set(REF_CLASSES) == set(assignment.BY_NAME)
+    assert list(classes_of(load_handout())) == list(handout.in_effect().names)
+
+
+@pytest.mark.parametrize("preset", ["cmu-f23", "cmu-f25"])
+def test_a_course_s_stubs_hold_its_classes_exactly_as_the_full_stubs_do(preset):
+    from autograder import course
+
+    c = course.load(preset)
+    text = handout.stub_text(c)
+    full = handout.stub_text(course.load("full"))
+    compile(text, "activation.py", "exec")
+    tree = ast.parse(text)
+    kept = [n.name for n in tree.body if isinstance(n, ast.ClassDef)]
+    assert kept == list(c.names)  # the course's classes, in table order, nothing else
+    full_tree = ast.parse(full)
+    segments = {
+        n.name: ast.get_source_segment(full, n)
+        for n in full_tree.body
+        if isinstance(n, ast.ClassDef)
+    }
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef):
+            assert ast.get_source_segment(text, node) == segments[node.name], node.name
+    # The module's docstring and imports stay; no run of blank lines is left behind.
+    head = full[: full.index("\nclass ")]
+    assert text.startswith(head) and "\n\n\n\n" not in text
+
+
+def test_keep_classes_drops_decorated_classes_whole():
+    source = "import numpy as np\n\n\n@dec\nclass A:\n    pass\n\n\nclass B:\n    pass\n"
+    assert stubs.keep_classes(source, ["B"]) == "import numpy as np\n\n\nclass B:\n    pass\n"
 
 
 @pytest.mark.parametrize("name", sorted(REF_CLASSES))
