@@ -194,12 +194,23 @@ def report_json(report: Report, digest: str | None) -> str:
     return json.dumps(doc, indent=2) + "\n"
 
 
-def unusable_report(name: str, problem: str, specs: list[TestSpec], sandbox: str = "") -> Report:
+def unusable_report(
+    name: str,
+    problem: str,
+    specs: list[TestSpec],
+    sandbox: str = "",
+    course: Course | None = None,
+) -> Report:
     """A report scoring 0 on every test, with the reason the submission could not be graded."""
     tests = [zero_entry(spec, f"not graded: {problem}") for spec in specs]
     hidden = any(spec.visibility == "hidden" for spec in specs)
     return Report(
-        submission=name, tests=tests, sandbox=sandbox, hidden_graded=hidden, problem=problem
+        submission=name,
+        tests=tests,
+        sandbox=sandbox,
+        hidden_graded=hidden,
+        problem=problem,
+        course=course.report_info() if course is not None else {},
     )
 
 
@@ -220,7 +231,9 @@ def grade_entry(
     try:
         sub = submission.load(entry.path)
     except submission.SubmissionError as exc:
-        report = unusable_report(entry.name, str(exc), grader.specs, grader.plan.level)
+        report = unusable_report(
+            entry.name, str(exc), grader.specs, grader.plan.level, grader.course
+        )
         report.duration_s = time.perf_counter() - started
         write_report(outdir, entry.name, report)
         return Outcome.from_report(report)
@@ -276,7 +289,9 @@ def _worker_main(conn: Connection, options: GradeOptions, outdir: Path, force: b
             except Exception as exc:
                 # A grader failure must not read as the student's fault, nor stop the batch.
                 problem = f"internal grader error while grading: {type(exc).__name__}: {exc}"
-                report = unusable_report(entry.name, problem, grader.specs, grader.plan.level)
+                report = unusable_report(
+                    entry.name, problem, grader.specs, grader.plan.level, grader.course
+                )
                 with contextlib.suppress(OSError):
                     write_report(outdir, entry.name, report)
                 outcome = Outcome.from_report(report)
@@ -395,7 +410,7 @@ def run_pool(
 
     def give_up(index: int, problem: str) -> None:
         entry = entries[index]
-        report = unusable_report(entry.name, problem, specs, level)
+        report = unusable_report(entry.name, problem, specs, level, options.course)
         with contextlib.suppress(OSError):
             write_report(outdir, entry.name, report)
         record(index, Outcome.from_report(report))

@@ -230,13 +230,16 @@ def _whole_case(output: CaseOutput) -> bool:
 def near_miss(name: str, defined: list[str]) -> str:
     """The class the student probably meant as ``name`` ("" when none is close).
 
-    The same name in other letter case (GeLU, SoftMax), else a close spelling.
+    The same name in other letter case (GeLU, SoftMax), else a close spelling;
+    never another activation of the table (ELU is not a misspelt GELU).
     """
-    for other in defined:
-        if other.lower() == name.lower() and other != name:
+    candidates = [d for d in defined if d != name and d not in assignment.BY_NAME]
+    for other in candidates:
+        if other.lower() == name.lower():
             return other
-    close = difflib.get_close_matches(name, [d for d in defined if d != name], n=1, cutoff=0.75)
-    return close[0] if close else ""
+    lowered = {d.lower(): d for d in candidates}
+    close = difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=0.75)
+    return lowered[close[0]] if close else ""
 
 
 def class_not_found(name: str, defined: list[str]) -> str:

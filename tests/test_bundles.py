@@ -496,3 +496,13 @@ def test_a_student_bundle_never_ships_a_hidden_case_id_of_the_course(tmp_path):
     bundles.check_contents(files, student=True)  # passes: nothing hidden
     with pytest.raises(bundles.BundleError, match="hidden case"):
         bundles.check_contents({"handout/course.toml": (text.encode(), 0o644)}, student=True)
+
+
+def test_bundles_refuse_an_invalid_course_in_one_line(tmp_path, capsys):
+    bad = tmp_path / "course.toml"
+    bad.write_text("[course]\ntotal = 1\n[activations.Relu]\nforward = { public = 1 }\n")
+    dist = tmp_path / "dist"
+    assert bundles.main(["all", "--dist", str(dist), "--course", str(bad)]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "activations.Relu" in line and "did you mean ReLU?" in line
+    assert not dist.exists()

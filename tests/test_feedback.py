@@ -779,3 +779,79 @@ def test_a_hang_while_probing_costs_nothing(grader, tmp_path):
     assert tests["ReLU backward (public)"].status == "failed"  # its own bug, not a timeout
     assert "timeout" not in {t.status for t in report.tests}
     assert sum(t.status != PASSED for t in report.tests) == 2
+
+
+# ------------------------------------------------------------------ other terms' handins
+
+
+@pytest.mark.parametrize(
+    ("defined", "hint"),
+    [
+        (["GeLU", "ReLU"], "GeLU"),  # letter case
+        (["Gelu_"], "Gelu_"),  # a close spelling
+        (["ELU", "ReLU"], ""),  # another activation of the table is no misspelling
+        (["Helper", "Linear"], ""),
+    ],
+)
+def test_a_near_miss_is_named_only_when_close_and_not_another_activation(defined, hint):
+    from autograder import checks
+
+    assert checks.near_miss("GELU", defined) == hint
+    text = checks.class_not_found("GELU", defined)
+    assert text.startswith("class GELU not found")
+    assert (f"your file defines {hint}: did you mean GELU?" in text) == bool(hint)
+
+
+def test_a_backward_that_takes_no_dLdA_is_told_once_as_the_spring_2023_api(grader, tmp_path):
+    source = append(
+        REFERENCE_SOURCE,
+        """
+        def _old_backward(self):
+            return 1 - self.A ** 2
+
+
+        Tanh.backward = _old_backward
+        """,
+    )
+    report = grader.grade(write_layout(tmp_path, source, "file"), use_pytest=False)
+    tests = by_name(report)
+    backward = tests["Tanh backward (public)"]
+    assert backward.failure_kind == "api" and backward.score == 0
+    assert backward.output.count("Spring 2023 API") == 1
+    assert "TypeError" not in backward.output and "Hint" not in backward.output
+    assert tests["Tanh backward (hidden)"].failure_kind == "api"
+    assert tests["Tanh forward (public)"].status == "passed"
+    assert tests["Tanh forward (hidden)"].status == "passed"
+
+
+def test_a_TypeError_inside_a_backward_that_takes_dLdA_stays_an_exception(grader, tmp_path):
+    # The API is told from the signature, not from the exception: a TypeError of the
+    # student's own making is an exception, with its traceback.
+    source = replace_method(REFERENCE_SOURCE, "Tanh", "backward", "return len(5)")
+    report = grader.grade(write_layout(tmp_path, source, "file"), use_pytest=False)
+    backward = by_name(report)["Tanh backward (public)"]
+    assert backward.failure_kind == "exception"
+    assert "TypeError" in backward.output and "Spring 2023" not in backward.output
+
+
+def test_a_forward_of_the_wrong_arity_is_told_as_such(grader, tmp_path):
+    source = append(
+        REFERENCE_SOURCE,
+        """
+        _forward = ReLU.forward
+
+
+        def _two(self, Z, extra):
+            return _forward(self, Z)
+
+
+        ReLU.forward = _two
+        """,
+    )
+    report = grader.grade(write_layout(tmp_path, source, "file"), use_pytest=False)
+    tests = by_name(report)
+    forward = tests["ReLU forward (public)"]
+    assert forward.failure_kind == "api"
+    assert "ReLU.forward(Z, extra) cannot be called as forward(Z)" in forward.output
+    backward = tests["ReLU backward (public)"]
+    assert backward.failure_kind == "not-run" and "fix forward first" in backward.output
