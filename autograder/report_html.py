@@ -13,8 +13,7 @@ import html
 import re
 from typing import Any
 
-from autograder.checks import PASSED
-from autograder.report import Report, TestEntry
+from autograder.report import PASSED, Report, TestEntry
 
 SUMMARY_PAGE = "summary.html"
 

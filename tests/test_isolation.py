@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -495,3 +496,22 @@ def test_memory_in_shared_memory_files_counts_against_the_run(tmp_path):
     assert max(counts, default=0) * 16 < 640
     assert bad.score < twin.score
     assert not [p for p in Path("/dev/shm").iterdir() if p.name.startswith("autograder-fill-")]
+
+
+@linux_only
+def test_the_zygotes_stderr_is_a_capped_pipe_never_a_file(monkeypatch):
+    # bubblewrap's init once wrote 100 MiB to a stderr that was a file on the host.
+    monkeypatch.delenv("AUTOGRADER_DEBUG", raising=False)
+    launched = sandbox.launch(sandbox.plan("process"))
+    try:
+        assert stat.S_ISFIFO(os.fstat(launched.stderr_fd).st_mode)
+        zygote_err = os.readlink(f"/proc/{launched.proc.pid}/fd/2")
+        assert zygote_err.startswith("pipe:")
+        with open(f"/proc/{launched.proc.pid}/fd/2", "wb") as err:
+            err.write(b"x" * (32 << 10) + b"\nlast line\n")
+        assert launched.diagnosis() == "last line"
+        assert len(launched._stderr) <= sandbox.STDERR_KEEP
+    finally:
+        launched.proc.kill()
+        launched.proc.wait()
+        launched.close()
