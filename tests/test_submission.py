@@ -878,21 +878,24 @@ BAD_INPUTS = {
         lambda: _gzip_of(_block("L", 10, tarfile.GNUTYPE_LONGNAME, b"a" * 10) * 3000),
         "in a row",
     ),
-    "sparse.tar": (lambda: _block(ENTRY, 10, tarfile.GNUTYPE_SPARSE, b"\0" * 10), "sparse"),
+    "sparse.tar": (
+        lambda: _block(ENTRY, 10, tarfile.GNUTYPE_SPARSE, b"\0" * 10),
+        "holds a sparse file",
+    ),
     "deflate64.zip": (
         lambda: _patch_zip(_zip_bytes([(ENTRY, SOURCE)]), ENTRY.encode(), method=9),
-        "deflate64",
+        "method 9 (deflate64)",
     ),
     "encrypted.zip": (
         lambda: _patch_zip(_zip_bytes([(ENTRY, SOURCE)]), ENTRY.encode(), flags=1),
-        "encrypted",
+        "is encrypted",
     ),
     "lying.zip": (
         lambda: _patch_zip(_zip_bytes([(ENTRY, SOURCE)]), ENTRY.encode(), size=100),
         "more than its header says",
     ),
     "overlap.zip": (lambda: _overlapping_zip(50), "overlapping"),
-    "bzip2.tar": (lambda: b"BZh91AY&SY" + b"\0" * 600, "bzip2"),
+    "bzip2.tar": (lambda: b"BZh91AY&SY" + b"\0" * 600, "compressed with bzip2"),
     "empty.tar": (lambda: b"", "is empty"),
     "deep.ipynb": (lambda: b"[" * 100000 + b"]" * 100000, "not a readable Jupyter notebook"),
     "deep-cell.ipynb": (lambda: _notebook(["-" * 100000 + "1"]), "nested too deeply"),
