@@ -402,7 +402,8 @@ def _read_tar(stream: _Stream, archive: str, keep: Keep) -> Contents:
             if block[257:263] == b"ustar\0" and prefix:
                 raw_name = f"{prefix}/{raw_name}"
         if "size" in records:
-            if not records["size"].isdigit():
+            # At most 20 digits: int() refuses longer text (4300 digits) with a ValueError.
+            if not records["size"].isdigit() or len(records["size"]) > 20:
                 raise ArchiveError(f"cannot unpack {archive}: a damaged PAX header")
             size = int(records["size"])
         name = _normalize(raw_name, archive)

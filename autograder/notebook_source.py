@@ -63,6 +63,10 @@ def _count_cells(text: str) -> int:
     return count
 
 
+def _unreadable(name: str, why: str) -> NotebookError:
+    return NotebookError(f"{name} is not a readable Jupyter notebook: {why[:160]}")
+
+
 def code_cells(data: bytes, name: str = "notebook") -> list[str]:
     """The source of every gradable code cell, magics removed."""
     import nbformat
@@ -81,16 +85,17 @@ def code_cells(data: bytes, name: str = "notebook") -> list[str]:
         raise
     except Exception as exc:  # nbformat raises several unrelated types; also RecursionError
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise NotebookError(f"{name} is not a readable Jupyter notebook: {first[:160]}") from None
+        raise _unreadable(name, first) from None
     cells = []
-    for cell in nb.cells:
-        if cell.get("cell_type") != "code":
+    for cell in nb.get("cells") or []:
+        # nbformat does not always refuse a notebook its schema forbids: check each type.
+        metadata = cell.get("metadata") if isinstance(cell, dict) else None
+        tags = metadata.get("tags", []) if isinstance(metadata, dict) else None
+        source = cell.get("source", "") if isinstance(cell, dict) else None
+        if not isinstance(tags, list) or not isinstance(source, str):
+            raise _unreadable(name, "a cell is not shaped as the notebook format says")
+        if cell.get("cell_type") != "code" or SKIP_TAG in tags:
             continue
-        if SKIP_TAG in (cell.get("metadata", {}).get("tags") or []):
-            continue
-        source = cell.get("source", "")
-        if not isinstance(source, str):
-            raise NotebookError(f"{name} is not a readable Jupyter notebook: a cell's source")
         cells.append(_drop_magics(source))
     size = sum(len(cell.encode("utf-8", "replace")) for cell in cells)
     if size > MAX_CODE_BYTES:

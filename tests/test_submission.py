@@ -197,6 +197,28 @@ def test_a_pax_path_is_checked_like_a_plain_name(tmp_path):
         submission.load(_write(tmp_path / "handin.tar", data))
 
 
+@pytest.mark.parametrize(
+    "records",
+    [
+        b"12 size=abc\n",
+        b"11 size=-1\n",
+        b"5011 size=" + b"9" * 5000 + b"\n",
+        b"99 path=x\n",
+        b"3 a\n",
+        b"9 a=b\n\0\0x",
+    ],
+    ids=["size-text", "size-negative", "size-5000-digits", "length-past-end", "no-equals", "junk"],
+)
+def test_damaged_pax_records_are_refused(tmp_path, records):
+    data = (
+        _block("././@PaxHeader", len(records), tarfile.XHDTYPE, records)
+        + _block("activation.py", 6, tarfile.REGTYPE, b"x = 1\n")
+        + b"\0" * 1024
+    )
+    with pytest.raises(SubmissionError, match="a damaged PAX header"):
+        submission.load(_write(tmp_path / "h.tar", data))
+
+
 def test_tar_links_are_never_followed(tmp_path):
     target = tmp_path / "secret.py"
     target.write_text("SECRET = 1\n")
@@ -857,6 +879,23 @@ def test_a_cell_nested_too_deeply_is_refused_with_one_line(source):
         SubmissionError, match=re.escape("code cell 2 of deep.ipynb is nested too deeply")
     ):
         notebook_to_module(_notebook(["import numpy as np", source]), "deep.ipynb")
+
+
+@pytest.mark.parametrize(
+    "cell",
+    [
+        {"cell_type": "code", "metadata": {"tags": 5}, "source": "x = 1", "outputs": []},
+        {"cell_type": "code", "metadata": {}, "source": 5, "outputs": []},
+        {"cell_type": "code", "metadata": 5, "source": "x = 1", "outputs": []},
+        5,
+    ],
+    ids=["tags", "source", "metadata", "cell"],
+)
+def test_a_notebook_against_its_schema_is_refused_with_one_line(cell):
+    nb = {"nbformat": 4, "nbformat_minor": 4, "metadata": {}, "cells": [cell]}
+    with pytest.raises(SubmissionError, match="not a readable Jupyter notebook") as info:
+        notebook_to_module(json.dumps(nb).encode(), "nb.ipynb")
+    assert "\n" not in str(info.value)
 
 
 def test_a_cell_with_a_syntax_error_is_kept_for_the_worker_to_report():
