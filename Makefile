@@ -12,19 +12,24 @@ FORMAT ?= table
 GRADE_FLAGS ?=
 BENCH_FLAGS ?=
 # Isolation the platform bundles accept: auto (strongest available, refuse where student
-# code could read the expected values), strict (bubblewrap only), process (not recommended).
+# code could read the expected values), strict (bwrap or uid, or refuse), process (same-user
+# defence only; not recommended).
 SANDBOX ?= auto
 # The course: a course file or a preset (cmu-f23, cmu-s25, cmu-f25, full). Empty: the
 # repository's course.toml, else full.
 COURSE ?=
 COURSE_FLAG = $(if $(strip $(COURSE)),--course "$(COURSE)")
+# The oldest Python 3.11 a course is likely to meet: Debian 12's system Python is 3.11.2.
+OLDEST_PYTHON ?= /usr/bin/python3
+OLDEST_VENV ?= build/venv-oldest-python
 
-.PHONY: help grade test lint format handout-files check-generated clean handout gradescope autolab bench
+.PHONY: help grade test test-oldest-python lint format handout-files check-generated clean handout gradescope autolab bench
 
 help:
 	@echo "make grade [SUBMISSION=path]   grade a submission (default: the handout stubs)"
 	@echo "make grade SUBMISSIONS=DIR     grade a class: gradebook, reports, summary in GRADES (grades/)"
 	@echo "make test                      lint, drift checks and the whole test suite"
+	@echo "make test-oldest-python        the submission-loading tests under OLDEST_PYTHON (/usr/bin/python3)"
 	@echo "make handout-files             regenerate stubs and public case data from solutions/"
 	@echo "  (grade, handout-files, check-generated, handout, gradescope, autolab take COURSE=...:"
 	@echo "   a course file or a preset; default: course.toml, else full)"
@@ -86,6 +91,21 @@ check-generated: $(VENV)/.installed-base
 
 test: $(VENV)/.installed-dev lint check-generated
 	$(PY) -m pytest
+
+# Reading handins must work on every Python 3.11.x (tarfile's extraction filter, for
+# one, arrived only in 3.11.4), so the submission-loading tests, command-line refusals
+# included, run again under the machine's system Python in a venv of its own. Skipped,
+# saying why, where that Python is missing or older than 3.11.
+test-oldest-python:
+	@if ! "$(OLDEST_PYTHON)" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then \
+		echo "test-oldest-python: SKIPPED: $(OLDEST_PYTHON) is missing or older than Python 3.11"; \
+	else \
+		set -e; \
+		test -x "$(OLDEST_VENV)/bin/python" || "$(OLDEST_PYTHON)" -m venv "$(OLDEST_VENV)"; \
+		"$(OLDEST_VENV)/bin/python" -m pip install --quiet --disable-pip-version-check -e .; \
+		echo "test-oldest-python: $$("$(OLDEST_VENV)/bin/python" -c 'import sys; print(sys.version.split()[0], sys.executable)')"; \
+		"$(OLDEST_VENV)/bin/python" -m pytest -q tests/test_submission.py; \
+	fi
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .ruff_cache .hypothesis

@@ -393,13 +393,13 @@ def _keep_backup(module: Path, folder: Path) -> Path:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """``autograder export``: notebook definitions -> the module a handin carries."""
-    from autograder import notebook_source, submission
+    from autograder import submission
     from autograder.handout import write_atomic
 
     path = Path(args.notebook)
     if not path.is_file() or not path.name.endswith(".ipynb"):
         raise UsageError(f"{path} is not a notebook (.ipynb)")
-    text = notebook_source.notebook_to_module(submission._read_file(path), path.name)
+    text = submission.notebook_module(path)
     out = Path(args.output)
     if out.exists() and out.read_text(encoding="utf-8", errors="replace") != text:
         # Next to the notebook, never in the module's folder (which the handin packs).

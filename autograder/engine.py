@@ -328,14 +328,19 @@ class Grader:
             imports=list(protected.RUNTIME_IMPORTS),
         )
         launched = zygote.launched
+        off = self.options.limits.layers_off
         self.isolation.update(
             level=level,
-            seccomp=bool(info.get("seccomp")),
+            seccomp=bool(info.get("seccomp")) and "seccomp" not in off,
+            landlock=int(info.get("landlock") or 0) if "landlock" not in off else 0,
             cgroup=bool(launched.facts.get("cgroup")),
             mount_namespace=bool(launched.facts.get("mount_namespace")),
         )
         if not info.get("seccomp"):
             self.notes.append(f"syscall filter off: {info.get('seccomp_reason') or 'unavailable'}")
+        if not info.get("landlock"):
+            reason = info.get("landlock_reason") or "unavailable"
+            self.notes.append(f"Landlock off: {reason}; writes are limited by permissions only")
         errors = answer.get("import_errors") or {}
         if errors:
             name, error = next(iter(errors.items()))

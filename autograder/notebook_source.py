@@ -6,15 +6,26 @@ magics (``%...``, ``%%...``) and shell lines (``!...``) are dropped, never run.
 Of what remains, only the top-level definitions are kept: imports,
 functions, classes and assignments. Experiments such as
 ``print(ReLU().forward(Z))`` stay in the notebook and do not run at grading.
+
+A notebook comes from a student, so reading it is bounded: the number of
+cells and the size of the code are capped before nbformat validates the
+notebook or Python parses a cell, and a cell the parser cannot handle (nested
+too deeply) refuses the notebook with one line.
 """
 
 from __future__ import annotations
 
 import ast
+import json
+import re
 import warnings
 
 SKIP_TAG = "autograder-skip"
 KEPT = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.ClassDef, ast.Assign, ast.AnnAssign)
+# nbformat validates every cell (about 60 µs each); a real notebook has tens of cells.
+MAX_CELLS = 2000
+# The code of all cells together; parsing it costs about 600 bytes of memory per byte.
+MAX_CODE_BYTES = 256 << 10
 
 
 class NotebookError(ValueError):
@@ -37,26 +48,87 @@ def _drop_magics(source: str) -> str:
     return "\n".join(kept)
 
 
+def _count_cells(text: str) -> int:
+    """How many cells a notebook's JSON holds (version 4, or version 3's worksheets)."""
+    nb = json.loads(text)
+    if not isinstance(nb, dict):
+        return 0
+    cells = nb.get("cells")
+    count = len(cells) if isinstance(cells, list) else 0
+    worksheets = nb.get("worksheets")
+    if isinstance(worksheets, list):
+        for sheet in worksheets:
+            inner = sheet.get("cells") if isinstance(sheet, dict) else None
+            count += len(inner) if isinstance(inner, list) else 0
+    return count
+
+
+def _unreadable(name: str, why: str) -> NotebookError:
+    return NotebookError(f"{name} is not a readable Jupyter notebook: {why[:160]}")
+
+
 def code_cells(data: bytes, name: str = "notebook") -> list[str]:
     """The source of every gradable code cell, magics removed."""
     import nbformat
 
     try:
+        text = data.decode("utf-8")
+        # Counted before nbformat validates: its cost grows with every cell.
+        count = _count_cells(text)
+        if count > MAX_CELLS:
+            raise NotebookError(f"{name} holds {count} cells; the limit is {MAX_CELLS}")
         with warnings.catch_warnings():
             # Old or hand-made notebooks lack cell ids; that is no reason to refuse them.
             warnings.simplefilter("ignore")
-            nb = nbformat.reads(data.decode("utf-8"), as_version=4)
-    except Exception as exc:  # nbformat raises several unrelated types
+            nb = nbformat.reads(text, as_version=4)
+    except NotebookError:
+        raise
+    except Exception as exc:  # nbformat raises several unrelated types; also RecursionError
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise NotebookError(f"{name} is not a readable Jupyter notebook: {first[:160]}") from None
+        raise _unreadable(name, first) from None
     cells = []
-    for cell in nb.cells:
-        if cell.get("cell_type") != "code":
+    for cell in nb.get("cells") or []:
+        # nbformat does not always refuse a notebook its schema forbids: check each type.
+        metadata = cell.get("metadata") if isinstance(cell, dict) else None
+        tags = metadata.get("tags", []) if isinstance(metadata, dict) else None
+        source = cell.get("source", "") if isinstance(cell, dict) else None
+        if not isinstance(tags, list) or not isinstance(source, str):
+            raise _unreadable(name, "a cell is not shaped as the notebook format says")
+        if cell.get("cell_type") != "code" or SKIP_TAG in tags:
             continue
-        if SKIP_TAG in (cell.get("metadata", {}).get("tags") or []):
-            continue
-        cells.append(_drop_magics(cell.get("source", "")))
+        cells.append(_drop_magics(source))
+    size = sum(len(cell.encode("utf-8", "replace")) for cell in cells)
+    if size > MAX_CODE_BYTES:
+        raise NotebookError(
+            f"the code cells of {name} hold {size} bytes; the limit is {MAX_CODE_BYTES}"
+        )
+    for number, cell in enumerate(cells, start=1):
+        if "\0" in cell:
+            raise NotebookError(f"code cell {number} of {name} holds a NUL character")
     return cells
+
+
+# Lines as Python's parser counts them: \r\n, \r or \n end a line (a form feed does not).
+_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+$")
+
+
+def _segments(source: str, nodes: list[ast.stmt]) -> list[str]:
+    """The source text of each node, like ``ast.get_source_segment``.
+
+    That function splits the whole source again for every node, which is
+    quadratic in a cell with many statements; this splits it once.
+    """
+    lines = [line.encode() for line in _LINE.findall(source)]
+    found = []
+    for node in nodes:
+        first, last = node.lineno - 1, (node.end_lineno or node.lineno) - 1
+        start, end = node.col_offset, node.end_col_offset
+        if first == last:
+            text = lines[first][start:end]
+        else:
+            text = lines[first][start:] + b"".join(lines[first + 1 : last]) + lines[last][:end]
+        found.append(text.decode())
+    return found
 
 
 def notebook_to_module(data: bytes, name: str = "notebook") -> str:
@@ -75,9 +147,12 @@ def notebook_to_module(data: bytes, name: str = "notebook") -> str:
             # Keep the cell as is: importing it reports the syntax error and its line.
             parts.append(f"# --- code cell {number}\n{source}\n")
             continue
-        kept = [
-            ast.get_source_segment(source, node) for node in tree.body if isinstance(node, KEPT)
-        ]
+        except (RecursionError, MemoryError):
+            # Python's parser gives up on deeply nested code in these two ways.
+            raise SubmissionError(
+                f"code cell {number} of {name} is nested too deeply to read"
+            ) from None
+        kept = _segments(source, [node for node in tree.body if isinstance(node, KEPT)])
         kept = [k for k in kept if k]
         if kept:
             parts.append(f"# --- code cell {number}\n" + "\n\n".join(kept) + "\n")

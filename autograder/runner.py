@@ -77,6 +77,9 @@ class Limits:
     max_frame: int = 32 << 20  # largest result frame accepted
     # Timeouts of one activation's phase after which the phase is not run again.
     timeouts_per_activation: int = 2
+    # Isolation layers left off ("landlock", "seccomp"): only for tests and benchmarks
+    # that exercise or price one layer alone; the command line never sets it.
+    layers_off: tuple[str, ...] = ()
 
     def rlimits(self) -> dict:
         """The resource limits the child sets on itself before importing student code."""
@@ -297,7 +300,14 @@ class Zygote:
         """Ask for a fresh child talking over ``fds``: result socket, output pipe, progress."""
         uid = self.launched.uid
         self.send(
-            {"type": "spawn", "seq": seq, "uid": uid, "gid": uid, "limits": limits.rlimits()},
+            {
+                "type": "spawn",
+                "seq": seq,
+                "uid": uid,
+                "gid": uid,
+                "limits": limits.rlimits(),
+                "layers_off": list(limits.layers_off),
+            },
             fds=fds,
         )
 

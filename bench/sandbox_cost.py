@@ -1,9 +1,13 @@
-"""Benchmark: what isolating one submission costs at each sandbox level.
+"""Benchmark: what isolating one submission costs, per level and per layer.
 
-Prints, per level, the one-off start of the zygote and the median wall time
-of one sandboxed run of a trivial submission (fork, isolation, import, one
-case, exit, sweep of leftovers), next to the floors: a bare fork+wait from a
-process that has numpy loaded, and a fresh interpreter importing numpy.
+Prints, per level, the one-off start of the zygote and its self-check, and
+the median wall time of one sandboxed run of a trivial submission (fork,
+isolation, import, one case, exit, sweep of leftovers), next to the floors:
+a bare fork+wait from a process that has numpy loaded, and a fresh
+interpreter importing numpy. Then the price of each layer on its own: the
+syscall filter's install in a forked child, the run's progress counter, the
+sweep of a uid's files in the shared directories, the CPU clocks (cgroup and
+/proc walk), and a cgroup's creation.
 
     python bench/sandbox_cost.py [--runs 50]
 """
@@ -18,8 +22,10 @@ import sys
 import time
 
 from autograder import cases as cases_mod
-from autograder import sandbox
-from autograder.runner import Limits, SubmissionFiles, SubmissionRunner, Zygote
+from autograder import protected, sandbox
+from autograder.runner import Limits, ProgressCounter, SubmissionFiles, SubmissionRunner, Zygote
+from autograder.worker import proctree, syscall_filter
+from autograder.worker.zygote import remove_owned_by
 
 TRIVIAL = SubmissionFiles(
     {
@@ -73,13 +79,20 @@ def in_process(case, runs: int) -> float:
     return median_ms(samples)
 
 
-def level_cost(plan: sandbox.LaunchPlan, case, runs: int) -> tuple[float, float]:
+def level_cost(plan: sandbox.LaunchPlan, case, runs: int) -> tuple[float, float, float, dict]:
+    """Zygote start, self-check and one run at ``plan``'s level (ms), and what was on."""
+    limits = Limits()
+    secrets = protected.protected()
     t = time.perf_counter()
-    zygote = Zygote(plan)
-    zygote.wait_ready()
+    zygote = Zygote(plan, None, limits.resources(), secrets.cover)
+    info = zygote.wait_ready()
     start = time.perf_counter() - t
-    runner = SubmissionRunner(lambda: zygote, Limits())
+    t = time.perf_counter()
+    zygote.self_check(limits, secrets.read, secrets.write, list(protected.RUNTIME_IMPORTS))
+    check = time.perf_counter() - t
+    runner = SubmissionRunner(lambda: zygote, limits)
     samples = []
+    layers = {"seccomp": bool(info.get("seccomp")), **zygote.launched.facts}
     try:
         for _ in range(runs):
             t = time.perf_counter()
@@ -88,7 +101,73 @@ def level_cost(plan: sandbox.LaunchPlan, case, runs: int) -> tuple[float, float]
             assert out.cases[case.id].forward.status == "ok", out
     finally:
         zygote.close()
-    return 1000 * start, median_ms(samples)
+    return 1000 * start, 1000 * check, median_ms(samples), layers
+
+
+def timed_ms(fn, runs: int) -> float:
+    samples = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - t)
+    return median_ms(samples)
+
+
+def layer_costs(runs: int) -> None:
+    """The price of each layer measured on its own."""
+    built = syscall_filter.build()
+    if built is None:
+        print(f"syscall filter      unavailable: {syscall_filter.unavailable_reason()}")
+    else:
+
+        def forked_install() -> None:
+            pid = os.fork()
+            if pid == 0:
+                try:
+                    built.install()
+                finally:
+                    os._exit(0)
+            os.waitpid(pid, 0)
+
+        def forked_plain() -> None:
+            pid = os.fork()
+            if pid == 0:
+                os._exit(0)
+            os.waitpid(pid, 0)
+
+        cost = timed_ms(forked_install, runs) - timed_ms(forked_plain, runs)
+        print(f"syscall filter      install in a forked child       {cost:7.3f} ms per run")
+
+    def counter() -> None:
+        ProgressCounter().close()
+
+    print(
+        f"progress counter    memfd + mmap per child          {timed_ms(counter, runs):7.3f} ms per run"
+    )
+    nobody = 65534
+    sweep = timed_ms(lambda: remove_owned_by(nobody), runs)
+    print(f"uid-level sweep     /tmp, /var/tmp, /dev/shm, ...   {sweep:7.3f} ms per run")
+    walk = timed_ms(lambda: proctree.tree_cpu_seconds(os.getpid()), runs)
+    print(f"CPU clock, /proc    tree_cpu_seconds (no cgroup)    {walk:7.3f} ms per reading")
+    try:
+        from autograder import cgroups
+
+        group = cgroups.RunCgroup.create(1 << 30, 64, "bench")
+    except (ImportError, OSError, RuntimeError) as exc:
+        print(f"cgroup              unavailable: {exc}")
+        return
+    try:
+        read = timed_ms(group.cpu_seconds, runs)
+        print(f"CPU clock, cgroup   cpu_seconds                     {read:7.4f} ms per reading")
+    finally:
+        group.close()
+
+    def create_close() -> None:
+        cgroups.RunCgroup.create(1 << 30, 64, "bench").close()
+
+    print(
+        f"cgroup              create + close                  {timed_ms(create_close, 10):7.3f} ms per grader"
+    )
 
 
 def main() -> None:
@@ -103,21 +182,25 @@ def main() -> None:
     process_run = None
     for level in ("process", "uid", "bwrap"):
         try:
-            plan = sandbox.plans(level)[0]
+            plan = sandbox.plan(level)
         except sandbox.SandboxError as exc:
             print(f"{level:8s} unavailable: {exc}")
             continue
-        start, run = level_cost(plan, case, args.runs)
+        start, check, run, layers = level_cost(plan, case, args.runs)
         process_run = run if level == "process" else process_run
         extra = (
             ""
             if process_run is None or level == "process"
             else f"  (+{run - process_run:.2f} ms over process)"
         )
+        on = ", ".join(k for k, v in layers.items() if v) or "no extra layer"
         print(
-            f"{level:8s} zygote start {start:7.1f} ms   one sandboxed run {run:6.2f} ms "
-            f"(median of {args.runs}), isolation cost {run - own:6.2f} ms{extra}"
+            f"{level:8s} zygote start {start:7.1f} ms, self-check {check:5.1f} ms   "
+            f"one sandboxed run {run:6.2f} ms (median of {args.runs}), "
+            f"isolation cost {run - own:6.2f} ms{extra}   [{on}]"
         )
+    print()
+    layer_costs(args.runs)
 
 
 if __name__ == "__main__":

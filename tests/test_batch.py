@@ -507,8 +507,13 @@ def test_a_killed_worker_takes_its_student_process_along(tmp_path, monkeypatch):
             "while True:\n    pass",
         )
         write_layout(tmp_path / "subs", hang, "file", name="hang")
-        limits = Limits(call_timeout=60.0, import_timeout=5.0, budget=60.0)
-        monkeypatch.setattr(batch, "WATCHDOG_MARGIN", 2.0 - limits.budget - limits.import_timeout)
+        # Landlock off: the marker files are written outside the run's own directory.
+        limits = Limits(
+            call_timeout=60.0, import_timeout=5.0, budget=60.0, layers_off=("landlock",)
+        )
+        monkeypatch.setattr(
+            batch, "WATCHDOG_MARGIN", 2.0 - limits.wall_budget() - limits.import_timeout
+        )
         options = GradeOptions(sandbox="uid", limits=limits)
         result = batch.grade_all(
             tmp_path / "subs", tmp_path / "out", options, jobs=1, progress=False

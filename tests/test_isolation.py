@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
+import stat
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -101,7 +100,9 @@ LEAVE_FILES = append(
 
 @root_only
 def test_files_a_run_leaves_in_shared_directories_are_removed(tmp_path):
-    with uid_grader() as grader:
+    # Landlock would stop these writes; this tests the layer beneath it, the sweep.
+    limits = Limits(**TEST_LIMITS, layers_off=("landlock",))
+    with Grader(GradeOptions(sandbox="uid", limits=limits)) as grader:
         report = grader.grade(write_layout(tmp_path, LEAVE_FILES, "file"), use_pytest=False)
         honest = grader.grade(write_layout(tmp_path / "twin", REFERENCE_SOURCE, "file"))
     left = [
@@ -189,11 +190,16 @@ def test_the_self_check_sees_what_a_same_user_child_can_read(tmp_path):
     outdir.mkdir()
     options = GradeOptions(sandbox="process", allow_unisolated=True, limits=Limits(**TEST_LIMITS))
     with Grader(options) as grader:
-        answer = grader.zygote().self_check(
+        zygote = grader.zygote()
+        answer = zygote.self_check(
             grader.options.limits, [str(secret)], [str(outdir)], ["statistics"]
         )
-    assert answer["readable"] == [str(secret)]
-    assert answer["writable"] == [str(outdir)]
+        unfenced = Limits(**TEST_LIMITS, layers_off=("landlock",))
+        twin = zygote.self_check(unfenced, [str(secret)], [str(outdir)], ["statistics"])
+    assert answer["readable"] == twin["readable"] == [str(secret)]
+    assert twin["writable"] == [str(outdir)]
+    if zygote.info.get("landlock"):
+        assert answer["writable"] == []  # Landlock: writes only beneath the run's directory
     assert answer["import_errors"] == {}
     assert list(outdir.iterdir()) == []  # the write probe left nothing
 
@@ -256,10 +262,26 @@ def test_grade_all_regrades_what_a_weaker_level_graded(tmp_path):
 # ------------------------------------------------------------------ interruptions
 
 SLOW_IMPORT = """
-import os, pathlib, time
-pathlib.Path({marker!r}).write_text(str(os.getpid()))
+import time
 time.sleep(30)
 """
+
+
+def _student_process(proc: subprocess.Popen, timeout: float = 60.0) -> int:
+    """The student's process under a grader: the deepest process that stays put."""
+    from autograder.worker.proctree import descendants
+
+    deadline = time.monotonic() + timeout
+    last, since = 0, time.monotonic()
+    while time.monotonic() < deadline and proc.poll() is None:
+        tree = descendants(proc.pid)  # deepest first
+        pid = tree[0] if tree else 0
+        if pid != last:
+            last, since = pid, time.monotonic()
+        elif pid and time.monotonic() - since > 1.0:
+            return pid  # the slow import has been running for a second
+        time.sleep(0.05)
+    return 0
 
 
 def _run_dirs() -> set[str]:
@@ -289,12 +311,8 @@ def _alive(pid: int) -> bool:
 def test_an_interrupted_run_leaves_no_directory_or_process(tmp_path, signum, command, level):
     if level == "uid" and os.geteuid() != 0:
         pytest.skip("the uid level needs root")
-    # Somewhere the student's uid may write (the marker says its code is running).
-    shared = Path(tempfile.mkdtemp(prefix="autograder-test-"))
-    shared.chmod(0o1777)
-    marker = shared / "started"
     subs = tmp_path / "subs"
-    write_layout(subs, append(REFERENCE_SOURCE, SLOW_IMPORT.format(marker=str(marker))), "file")
+    write_layout(subs, append(REFERENCE_SOURCE, SLOW_IMPORT), "file")
     argv = [sys.executable, "-m", "autograder", command, str(subs / "sub.py")]
     argv += ["--allow-unisolated", "--sandbox", level]
     if command == "grade-all":
@@ -305,12 +323,8 @@ def test_an_interrupted_run_leaves_no_directory_or_process(tmp_path, signum, com
     with errors.open("wb") as err:
         proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err)
     try:
-        deadline = time.monotonic() + 60
-        while not marker.exists() and time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.05)
-        assert marker.exists(), errors.read_text()
-        time.sleep(0.1)
-        student = int(marker.read_text())
+        student = _student_process(proc)
+        assert student, errors.read_text()
         proc.send_signal(signum)
         proc.wait(timeout=30)
     finally:
@@ -322,7 +336,6 @@ def test_an_interrupted_run_leaves_no_directory_or_process(tmp_path, signum, com
         time.sleep(0.05)
     assert not _alive(student)
     assert _run_dirs() - before == set()
-    shutil.rmtree(shared, ignore_errors=True)
 
 
 def test_stale_run_directories_of_dead_graders_are_removed(tmp_path):
@@ -480,7 +493,8 @@ except OSError as exc:
 @root_only
 def test_memory_in_shared_memory_files_counts_against_the_run(tmp_path):
     # A tmpfs file belongs to no process: only the run's cgroup can count it.
-    limits = Limits(**{**TEST_LIMITS, "memory_bytes": 256 << 20})
+    # Landlock would refuse the writes to /dev/shm: this tests the cgroup beneath it.
+    limits = Limits(**{**TEST_LIMITS, "memory_bytes": 256 << 20}, layers_off=("landlock",))
     options = GradeOptions(sandbox="uid", limits=limits)
     fill = append(REFERENCE_SOURCE, FILL_SHM.format(files=64))  # 1 GiB
     small = append(REFERENCE_SOURCE, FILL_SHM.format(files=2))  # 32 MiB: the honest twin
@@ -495,3 +509,80 @@ def test_memory_in_shared_memory_files_counts_against_the_run(tmp_path):
     assert max(counts, default=0) * 16 < 640
     assert bad.score < twin.score
     assert not [p for p in Path("/dev/shm").iterdir() if p.name.startswith("autograder-fill-")]
+
+
+@linux_only
+def test_the_zygotes_stderr_is_a_capped_pipe_never_a_file(monkeypatch):
+    # bubblewrap's init once wrote 100 MiB to a stderr that was a file on the host.
+    monkeypatch.delenv("AUTOGRADER_DEBUG", raising=False)
+    launched = sandbox.launch(sandbox.plan("process"))
+    try:
+        assert stat.S_ISFIFO(os.fstat(launched.stderr_fd).st_mode)
+        zygote_err = os.readlink(f"/proc/{launched.proc.pid}/fd/2")
+        assert zygote_err.startswith("pipe:")
+        with open(f"/proc/{launched.proc.pid}/fd/2", "wb") as err:
+            err.write(b"x" * (32 << 10) + b"\nlast line\n")
+        assert launched.diagnosis() == "last line"
+        assert len(launched._stderr) <= sandbox.STDERR_KEEP
+    finally:
+        launched.proc.kill()
+        launched.proc.wait()
+        launched.close()
+
+
+# ------------------------------------------------------------------ same-user processes
+
+REACH_OUT = """
+import os, signal
+found = []
+try:
+    with open("/proc/{pid}/mem", "r+b") as fh:
+        found.append("mem")
+except OSError:
+    pass
+try:
+    with open("/proc/{pid}/fd/1", "w") as fh:
+        fh.write('{{"scores": {{}}}}')
+        found.append("stdout")
+except OSError:
+    pass
+try:
+    os.kill({pid}, signal.SIGTERM)
+    found.append("signal")
+except OSError:
+    pass
+"""
+
+
+@linux_only
+@pytest.mark.parametrize("landlock", [True, False], ids=["landlock", "honest-twin-without"])
+def test_student_code_cannot_reach_a_same_user_process(tmp_path, landlock):
+    # At the process level (Autolab) make and sh run as the student's uid and are
+    # dumpable: their memory and stdout must stay out of reach, and so must signals.
+    from autograder.worker import landlock as ll
+
+    if not ll.abi_version():
+        pytest.skip(f"no Landlock here: {ll.unavailable_reason()}")
+    victim = subprocess.Popen(["sleep", "30"], stdout=subprocess.PIPE)
+    try:
+        hostile = replace_method(
+            REFERENCE_SOURCE,
+            "ReLU",
+            "forward",
+            REACH_OUT.format(pid=victim.pid)
+            + "\nprint('FINDINGS', found)\nself.A = np.maximum(Z, 0)\nreturn self.A",
+        )
+        off = () if landlock else ("landlock",)
+        limits = Limits(**TEST_LIMITS, layers_off=off)
+        options = GradeOptions(sandbox="process", allow_unisolated=True, limits=limits)
+        with Grader(options) as grader:
+            report = grader.grade(write_layout(tmp_path, hostile, "file"), use_pytest=False)
+        line = next(x for x in report.student_output.splitlines() if x.startswith("FINDINGS"))
+        if landlock:
+            assert line == "FINDINGS []"
+            assert victim.poll() is None
+        else:
+            assert "mem" in line and "signal" in line  # what Landlock stops, without it
+    finally:
+        victim.kill()
+        victim.wait()

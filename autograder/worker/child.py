@@ -23,11 +23,13 @@ import signal
 import socket
 import struct
 import sys
+import tempfile
 import traceback
 import warnings
 
 import numpy as np
 
+from . import landlock
 from .frames import encode_frame, recv_frame, send_frame
 from .linux import PR_SET_NO_NEW_PRIVS, PR_SET_PDEATHSIG, prctl, prefer_oom_kill
 
@@ -516,8 +518,15 @@ def child_main(
         if os.getppid() != zygote:
             os._exit(70)
         prctl(PR_SET_NO_NEW_PRIVS, 1)
+        off = spawn.get("layers_off", ())
+        if "landlock" not in off and landlock.abi_version():
+            # Writes only beneath the scratch directory; no signal, ptrace or /proc/PID/mem
+            # of any process outside. Raises (no student code runs) if it cannot apply.
+            landlock.restrict([root])
+        os.environ["TMPDIR"] = root
+        tempfile.tempdir = root
         _set_limits(spawn.get("limits", {}))
-        if syscall_filter is not None:
+        if syscall_filter is not None and "seccomp" not in off:
             syscall_filter.install()
         job, arrays, _ = recv_frame(sock)
         os.chdir(root)

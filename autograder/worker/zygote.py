@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 
+from . import landlock
 from .child import child_main
 from .frames import ProtocolError, recv_frame, send_frame
 from .linux import PR_SET_CHILD_SUBREAPER, PR_SET_DUMPABLE, PR_SET_PDEATHSIG, prctl
@@ -131,6 +132,8 @@ class Zygote:
         # Children may not ptrace us or read our memory.
         prctl(PR_SET_DUMPABLE, 0)
         self.filter, self.filter_reason = _load_filter()
+        # Asked once here, so every forked child inherits the answer and the ctypes setup.
+        self.landlock = landlock.abi_version()
 
     def sweep(self) -> None:
         """Kill every process a child left behind and reap them all.
@@ -268,6 +271,8 @@ class Zygote:
                 "pid_namespace": self.pid_namespace,
                 "seccomp": self.filter is not None,
                 "seccomp_reason": self.filter_reason,
+                "landlock": self.landlock,
+                "landlock_reason": "" if self.landlock else landlock.unavailable_reason(),
             },
         )
         sel = selectors.DefaultSelector()
