@@ -760,7 +760,7 @@ def test_autolab_grades_honestly_and_keeps_the_data_from_a_cheater(
     assert total(honest) == FULL_MARKS and honest["scoreboard"] == [FULL_MARKS]
     assert total(stub) == stub_score
     # Nothing found in reach and the forged line cut off: the cheater scores as the stubs.
-    assert cheat == stub, out_c[-4000:]
+    assert cheat == stub
     assert "autograde.tar" not in left  # deleted before any student code ran
     for output in (out_h, out_c):
         assert f"sandbox: {level}" in output
