@@ -142,11 +142,17 @@ class CpuMeter:
         self.reading: tuple[float, float] | None = None
         self.blind = False
 
-    def start(self, now: float) -> None:
-        """Measure from ``now``."""
+    def start(self, now: float, eager: bool = False) -> None:
+        """Measure from ``now``; ``eager`` reads the clock at once (where reading is cheap)."""
         self.started = now
         self.reading = None
         self.blind = False
+        if eager:
+            cpu = self.clock()
+            if cpu is None:
+                self.blind = True
+            else:
+                self.reading = (now, cpu)
 
     def used(self, now: float) -> float:
         """CPU seconds used since the start (an upper bound)."""
@@ -538,9 +544,23 @@ class SubmissionRunner:
         # Phases not run again for an activation, with the reason: (activation, phase).
         self.skipped: dict[tuple[str, str], str] = {}
         self.budget = CpuMeter(self._clock)
+        # The whole submission's wall-clock backstop; set when its first child starts.
+        self.deadline: float | None = None
 
     def _clock(self) -> float | None:
         return self.zygote.cpu_seconds() if self.zygote is not None else None
+
+    def cheap_clock(self) -> bool:
+        """Whether reading the CPU clock costs next to nothing (a cgroup's counter)."""
+        return self.zygote is not None and self.zygote.launched.cgroup is not None
+
+    def _start_budget(self, deadline: float | None) -> None:
+        # From the first child on: starting (or restarting) the zygote is not the
+        # submission's time, and a first CPU reading long after the start would
+        # count that whole gap as busy.
+        now = time.monotonic()
+        self.deadline = deadline if deadline is not None else now + self.limits.wall_budget()
+        self.budget.start(now, eager=self.cheap_clock())
 
     def run(
         self,
@@ -559,8 +579,9 @@ class SubmissionRunner:
     ) -> dict[str, RunOutput]:
         """Run every phase's cases, in one child while it behaves; results by phase name.
 
-        ``deadline`` is the wall-clock backstop of the whole submission; its
-        CPU budget is ``limits.budget``.
+        ``deadline`` overrides the wall-clock backstop of the whole submission
+        (by default ``limits.wall_budget()`` from its first child on); its CPU
+        budget is ``limits.budget``.
         """
         shown = [p.show for p in phases]
         if shown != sorted(shown, reverse=True):
@@ -569,14 +590,12 @@ class SubmissionRunner:
         remaining = {p.name: list(p.cases) for p in phases}
         self.ungraded = {p.name for p in phases if not p.graded}
         self.skipped = {}
-        started = time.monotonic()
-        deadline = deadline if deadline is not None else started + self.limits.wall_budget()
-        self.budget.start(started)
+        self.deadline = None
         timeouts: dict[tuple[str, str], int] = {}
         zygote_failures = 0
         careful = False  # one message per phase of a case, after something went wrong
         while any(remaining.values()):
-            exhausted = self._budget_exhausted(deadline)
+            exhausted = self._budget_exhausted()
             if exhausted:
                 for name, cases in remaining.items():
                     for case in cases:
@@ -588,7 +607,9 @@ class SubmissionRunner:
             for result in results.values():
                 result.sandbox = self.zygote.plan.level
             try:
-                stop = self._child(files, phases, remaining, results, deadline, careful)
+                if self.deadline is None:
+                    self._start_budget(deadline)
+                stop = self._child(files, phases, remaining, results, careful)
             except WorkerError as exc:
                 # The zygote itself failed (killed by the submission, or confused): replace it,
                 # charge the case that was running, and give up after a second time.
@@ -636,10 +657,12 @@ class SubmissionRunner:
                     self._give_up(case.activation, phase_name, timeouts[key], remaining, results)
         return results
 
-    def _budget_exhausted(self, deadline: float) -> str:
+    def _budget_exhausted(self) -> str:
         """Why the submission's budget is used up ("" while it is not)."""
+        if self.deadline is None:
+            return ""
         now = time.monotonic()
-        if now >= deadline:
+        if now >= self.deadline:
             return (
                 f"the submission did not finish within {self.limits.wall_budget():g} s "
                 "(its total time limit)"
@@ -702,7 +725,7 @@ class SubmissionRunner:
         }
         return encode_frame(meta, arrays)
 
-    def _child(self, files, phases, remaining, results, deadline, careful) -> Stop | None:
+    def _child(self, files, phases, remaining, results, careful) -> Stop | None:
         """One child: run the remaining cases phase by phase; None when all are done."""
         z = self.zygote
         assert z is not None
@@ -720,7 +743,7 @@ class SubmissionRunner:
         talk = _Conversation(self, res_parent, out_r, files, phases, remaining, results, careful)
         talk.progress = progress
         try:
-            return talk.run(deadline)
+            return talk.run(self.deadline)
         finally:
             talk.close()
             progress.close()
@@ -848,7 +871,7 @@ class _Conversation:
                 if now >= wall_limit:
                     return self._timeout(f"did not finish within {self._wall_allowance():g} s")
                 if now >= deadline:
-                    return self._timeout("", budget=self.runner._budget_exhausted(deadline))
+                    return self._timeout("", budget=self.runner._budget_exhausted())
                 if now >= check:
                     used = self.meter.used(now)
                     if used >= allowance:
@@ -863,7 +886,7 @@ class _Conversation:
                 if now >= budget_check:
                     used = budget.used(now)
                     if used >= self.limits.budget:
-                        return self._timeout("", budget=self.runner._budget_exhausted(deadline))
+                        return self._timeout("", budget=self.runner._budget_exhausted())
                     budget_check = budget.next_check(now, self.limits.budget, used)
                 wake = min(wall_limit, deadline, check, budget_check)
                 for key, mask in self.sel.select(max(wake - now, 0.0)):
@@ -902,8 +925,9 @@ class _Conversation:
             return self._stopped(out.CRASHED, f"the worker broke the protocol ({exc})")
 
     def _restart_clocks(self, now: float) -> None:
-        self.meter.start(now)
-        self.case_meter.start(now)
+        eager = self.runner.cheap_clock()
+        self.meter.start(now, eager)
+        self.case_meter.start(now, eager)
         self._progressed()
 
     def _progressed(self) -> bool:

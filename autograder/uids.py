@@ -18,11 +18,10 @@ import fcntl
 import os
 import pwd
 import random
-import signal
 import tempfile
 from dataclasses import dataclass
 
-from autograder.worker.zygote import remove_owned_by
+from autograder.worker.zygote import kill_uid, remove_owned_by
 
 # Debian reserves 60000-64999 for packages that need a fixed uid and uses none
 # of 64000-64999 in practice; uids present in the user database are skipped.
@@ -96,31 +95,6 @@ def _in_user_database(uid: int) -> bool:
     except KeyError:
         return False
     return True
-
-
-def kill_uid(uid: int) -> None:
-    """Kill every process running as ``uid`` (needs root).
-
-    A helper process takes the uid and calls ``kill(-1, SIGKILL)``, which
-    reaches exactly the processes that uid may signal: its own.
-    """
-    pid = os.fork()
-    if pid == 0:
-        code = 0
-        try:
-            os.setgroups([])
-            os.setresgid(uid, uid, uid)
-            os.setresuid(uid, uid, uid)
-            for _ in range(1000):
-                try:
-                    os.kill(-1, signal.SIGKILL)
-                except ProcessLookupError:
-                    break
-        except BaseException:
-            code = 1
-        finally:
-            os._exit(code)
-    os.waitpid(pid, 0)
 
 
 def acquire() -> UidLease:

@@ -586,3 +586,14 @@ def test_student_code_cannot_reach_a_same_user_process(tmp_path, landlock):
     finally:
         victim.kill()
         victim.wait()
+
+
+def test_the_class_summary_states_the_level_that_graded(tmp_path):
+    subs = tmp_path / "subs"
+    write_layout(subs, REFERENCE_SOURCE, "file", name="alice")
+    options = GradeOptions(limits=Limits(**TEST_LIMITS), allow_unisolated=True)
+    result = batch.grade_all(subs, tmp_path / "out", options, progress=False)
+    level = result.outcomes[0].sandbox
+    assert level in sandbox.RANK
+    text = (tmp_path / "out" / "summary.txt").read_text()
+    assert f"Sandbox level that graded them: {level} 1." in text

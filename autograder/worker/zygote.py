@@ -22,7 +22,7 @@ import sys
 import tempfile
 import time
 
-from . import landlock
+from . import landlock, proctree
 from .child import child_main
 from .frames import ProtocolError, recv_frame, send_frame
 from .linux import PR_SET_CHILD_SUBREAPER, PR_SET_DUMPABLE, PR_SET_PDEATHSIG, prctl
@@ -98,6 +98,31 @@ def remove_owned_by(uid: int, roots: tuple[str, ...] = SHARED_WRITABLE, keep: st
     return removed
 
 
+def kill_uid(uid: int) -> None:
+    """Kill every process running as ``uid`` (needs root).
+
+    A helper process takes the uid and calls ``kill(-1, SIGKILL)``, which
+    reaches exactly the processes that uid may signal: its own.
+    """
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            os.setgroups([])
+            os.setresgid(uid, uid, uid)
+            os.setresuid(uid, uid, uid)
+            for _ in range(1000):
+                try:
+                    os.kill(-1, signal.SIGKILL)
+                except ProcessLookupError:
+                    break
+        except BaseException:
+            code = 1
+        finally:
+            os._exit(code)
+    os.waitpid(pid, 0)
+
+
 def _load_filter():
     """The syscall filter, built once before any fork: (filter or None, reason)."""
     try:
@@ -126,7 +151,8 @@ class Zygote:
         # bubblewrap the private /tmp vanishes with the sandbox anyway.
         self.own_base = base is None
         self.base = base or tempfile.mkdtemp(prefix="autograder-zygote-")
-        self.has_proc = os.path.isdir("/proc/self")
+        # /proc of another PID namespace would name strangers: walk it only if ours.
+        self.has_proc = proctree.proc_is_ours()
         # Orphans of a child are re-parented to us, so sweep() can find them.
         self.subreaper = prctl(PR_SET_CHILD_SUBREAPER, 1)
         # Children may not ptrace us or read our memory.
@@ -243,7 +269,9 @@ class Zygote:
                 if path != self.base:
                     remove_tree(path)
         if self.uid_sweep and self.child_uid is not None:
-            # Shared /tmp, /var/tmp, /dev/shm: the run's uid is this run's alone.
+            # The run's uid is this run's alone: whatever still runs as it goes (even
+            # where /proc cannot be walked), and so do its files in /tmp, /dev/shm, ...
+            kill_uid(self.child_uid)
             remove_owned_by(self.child_uid, keep=self.base)
 
     def poll_child(self) -> None:
