@@ -40,7 +40,6 @@ import errno
 import itertools
 import os
 import re
-import secrets
 import signal
 import sys
 import threading
@@ -347,7 +346,7 @@ class RunCgroup:
         with _counter_lock:
             number = next(_counter)
         me = os.getpid()
-        name = f"{PREFIX}{me}-{_start_time(me)}-{pid_namespace()}-{number}-{secrets.token_hex(4)}"
+        name = f"{PREFIX}{me}-{_start_time(me)}-{pid_namespace()}-{number}-{os.urandom(4).hex()}"
         name += f"-{hint}" if hint else ""
         run = cls(layout, name, memory_bytes, pids, list(layout.notes))
         made: list[str] = []

@@ -234,18 +234,32 @@ def _emit(text: str, output: str | None) -> None:
         sys.stdout.flush()
 
 
+def _launch_early(args: argparse.Namespace):
+    """Start the worker of ``grade`` before any heavy import: it boots while they run.
+
+    Standard library only (numpy and pytest load afterwards, in parallel with
+    the zygote's own imports); None where it cannot start now (the engine then
+    starts one itself, or says why not).
+    """
+    from autograder import protected, sandbox
+
+    resources = sandbox.Resources()
+    if args.memory:
+        resources.memory_bytes = args.memory << 20
+    with contextlib.suppress(sandbox.SandboxError, OSError, subprocess.SubprocessError):
+        cover = protected.protected(*_protect(args)).cover
+        return sandbox.launch(sandbox.plan(args.sandbox), resources, cover)
+    return None
+
+
 def cmd_grade(args: argparse.Namespace) -> int:
     """``autograder grade``."""
-    from autograder import sandbox
-
-    # Start the worker before the heavy imports: it boots while they run.
-    launched = None
-    options = _options(args)
-    with contextlib.suppress(sandbox.SandboxError, OSError, subprocess.SubprocessError):
-        launched = sandbox.launch(
-            sandbox.plan(args.sandbox), options.limits.resources(), options.protected().cover
-        )
     from autograder import engine, render
+
+    launched = getattr(args, "launched", None)
+    if launched is None:
+        launched = _launch_early(args)
+    options = _options(args)
 
     report = engine.grade(args.path, options, launched=launched)
     _note_isolation(report.isolation, options)
@@ -409,6 +423,8 @@ def _main(argv: list[str] | None) -> int:
     if not args.command:
         parser.print_help()
         return 2
+    if args.command == "grade":
+        args.launched = _launch_early(args)
     from autograder.engine import GraderError
     from autograder.runner import WorkerError
     from autograder.sandbox import SandboxError

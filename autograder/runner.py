@@ -208,6 +208,56 @@ class ProgressCounter:
             self.fd = -1
 
 
+class SelfCheck:
+    """A level's self-check in flight: a child set up like a grading child, asked what it reaches.
+
+    The request is sent at once (the zygote serves it as soon as it is ready),
+    so the check runs while the grader prepares; :meth:`answer` waits for it.
+    """
+
+    def __init__(self, zygote: Zygote, limits: Limits, job: dict) -> None:
+        self.zygote = zygote
+        self.timeout = max(limits.import_timeout, 10.0)
+        self.seq = next(_SEQ)
+        self.sock, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        out_r, out_w = os.pipe()
+        progress = ProgressCounter()
+        try:
+            zygote.spawn(self.seq, limits, [child.fileno(), out_w, progress.fd])
+            # The child reads its job when it starts; the socket holds it until then.
+            send_frame(self.sock, {"type": "self_check", **job})
+        except BaseException:
+            self.sock.close()
+            raise
+        finally:
+            child.close()
+            for fd in (out_w, out_r):
+                os.close(fd)
+            progress.close()
+
+    def answer(self) -> dict:
+        """The child's answer (raises WorkerError if it gives none)."""
+        try:
+            self.sock.settimeout(self.timeout)
+            meta, _, _ = recv_frame(self.sock, max_payload=0)
+        except (OSError, EOFError, ProtocolError) as exc:
+            raise WorkerError(f"the sandbox self-check did not answer ({exc})") from None
+        finally:
+            self.close()
+        if meta.get("type") != "self_check":
+            raise WorkerError("the sandbox self-check gave no answer")
+        return meta
+
+    def close(self) -> None:
+        """Drop the check: its child is killed and swept like any other."""
+        if self.sock.fileno() < 0:
+            return
+        self.sock.close()
+        with contextlib.suppress(WorkerError, OSError):  # a zygote that died needs nothing
+            self.zygote.send({"type": "kill"})
+            self.zygote.expect("exited", timeout=10, seq=self.seq)
+
+
 class Zygote:
     """A running zygote process and the grader's end of its control socket."""
 
@@ -325,35 +375,13 @@ class Zygote:
         Returns the child's answer: ``readable``, ``writable`` (subsets of
         ``read`` and ``write``), ``import_errors`` (module -> error) and ``uid``.
         """
-        res_parent, res_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        out_r, out_w = os.pipe()
-        progress = ProgressCounter()
-        seq = next(_SEQ)
-        try:
-            self.poll()
-            self.spawn(seq, limits, [res_child.fileno(), out_w, progress.fd])
-            res_child.close()
-            os.close(out_w)
-            out_w = -1
-            res_parent.settimeout(max(limits.import_timeout, 10.0))
-            send_frame(res_parent, {"type": "self_check", "read": read, "write": write,
-                                    "imports": imports})  # fmt: skip
-            meta, _, _ = recv_frame(res_parent, max_payload=0)
-        except (OSError, EOFError, ProtocolError) as exc:
-            raise WorkerError(f"the sandbox self-check did not answer ({exc})") from None
-        finally:
-            res_parent.close()
-            if out_w >= 0:
-                os.close(out_w)
-                res_child.close()
-            os.close(out_r)
-            progress.close()
-            with contextlib.suppress(WorkerError):
-                self.send({"type": "kill"})
-                self.expect("exited", timeout=10, seq=seq)
-        if meta.get("type") != "self_check":
-            raise WorkerError("the sandbox self-check gave no answer")
-        return meta
+        return self.start_self_check(limits, read, write, imports).answer()
+
+    def start_self_check(
+        self, limits: Limits, read: list[str], write: list[str], imports: list[str]
+    ) -> SelfCheck:
+        """Ask for the self-check now (even before the zygote is ready); answer later."""
+        return SelfCheck(self, limits, {"read": read, "write": write, "imports": imports})
 
     def alive(self) -> bool:
         """Whether the zygote process is still running."""
@@ -363,14 +391,18 @@ class Zygote:
         """Ask the zygote to quit (kill it if it does not), then release its run's resources."""
         with contextlib.suppress(OSError, WorkerError):
             self.send({"type": "quit"})
+        clean = True
         try:
             self.proc.wait(timeout=2)
         except subprocess.TimeoutExpired:
+            clean = False
             with contextlib.suppress(OSError):
                 os.killpg(self.proc.pid, 9)
             self.proc.wait()
         self.ctl.close()
-        self.launched.close()
+        # Exit status 0: the zygote quit after sweeping; anything else may have left
+        # processes of the run's uid behind.
+        self.launched.close(clean=clean and self.proc.returncode == 0)
 
 
 def _text(value: object, limit: int = 2000) -> str:
