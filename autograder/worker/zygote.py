@@ -64,8 +64,16 @@ class Zygote:
         # Children may not ptrace us or read our memory.
         prctl(PR_SET_DUMPABLE, 0)
         self.filter, self.filter_reason = _load_filter()
-        # Asked once here, so every forked child inherits the answer and the ctypes setup.
+        # Built once here: each child only enforces it (writes only beneath the run
+        # directory, which holds nothing but the current child's scratch).
         self.landlock = landlock.abi_version()
+        self.landlock_reason = "" if self.landlock else landlock.unavailable_reason()
+        self.ruleset = None
+        if self.landlock:
+            try:
+                self.ruleset = landlock.prepare([self.base])
+            except OSError as exc:
+                self.landlock, self.landlock_reason = 0, f"its ruleset could not be built: {exc}"
 
     def sweep(self) -> None:
         """Kill every process a child left behind and reap them all.
@@ -121,7 +129,9 @@ class Zygote:
         pid = os.fork()
         if pid == 0:
             self.ctl.close()
-            child_main(socket.socket(fileno=res_fd), out_fd, spawn, self.filter, progress_fd)
+            child_main(
+                socket.socket(fileno=res_fd), out_fd, spawn, self.filter, progress_fd, self.ruleset
+            )
         os.close(res_fd)
         os.close(out_fd)
         os.close(progress_fd)
@@ -207,7 +217,7 @@ class Zygote:
                 "seccomp": self.filter is not None,
                 "seccomp_reason": self.filter_reason,
                 "landlock": self.landlock,
-                "landlock_reason": "" if self.landlock else landlock.unavailable_reason(),
+                "landlock_reason": self.landlock_reason,
             },
         )
         sel = selectors.DefaultSelector()
