@@ -40,7 +40,6 @@ import errno
 import itertools
 import os
 import re
-import secrets
 import signal
 import sys
 import threading
@@ -50,7 +49,8 @@ from dataclasses import dataclass, field
 
 CGROUP_ROOT = "/sys/fs/cgroup"
 PREFIX = "autograder-"
-_NAME = re.compile(r"^autograder-(\d+)-(\d+)-\d+-[0-9a-f]{8}(?:-[A-Za-z0-9_.-]*)?$")
+# autograder-<pid>-<start time>-<pid namespace>-<number>-<random>[-<hint>]
+_NAME = re.compile(r"^autograder-(\d+)-(\d+)-(\d+)-\d+-[0-9a-f]{8}(?:-[A-Za-z0-9_.-]*)?$")
 V1_CONTROLLERS = ("memory", "pids", "cpu", "cpuacct")
 V2_REQUIRED = ("memory", "pids")
 # cpu.shares (v1) and cpu.weight (v2) defaults: every run the same weight.
@@ -186,6 +186,19 @@ def _v2_layout(directory: str) -> _Layout:
 # ---------------------------------------------------------------- processes
 
 
+def pid_namespace() -> int:
+    """This process's PID namespace (its inode number; 0 where unknown).
+
+    A cgroup name records it: only a grader of the same PID namespace can tell
+    from a pid whether the cgroup's owner is gone (the pid means another
+    process, or nothing, anywhere else).
+    """
+    try:
+        return os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return 0
+
+
 def _start_time(pid: int) -> int | None:
     """A process's start time (clock ticks after boot), None if it is gone."""
     try:
@@ -261,15 +274,18 @@ def remove_stale() -> int:
     """Remove the cgroups left by grader processes that are gone; how many were removed.
 
     Only cgroups under this process's own cgroups are considered (where
-    :meth:`RunCgroup.create` makes them). A grader is gone when its pid does not
-    exist or belongs to a process that started at another time. Whatever still
-    runs inside a stale cgroup is killed first.
+    :meth:`RunCgroup.create` makes them), and only those made in this PID
+    namespace (a grader in a container sees the host's pids as strangers). A
+    grader is gone when its pid does not exist or belongs to a process that
+    started at another time. Whatever still runs inside a stale cgroup is
+    killed first.
     """
     try:
         layout = _layout()
     except CgroupUnavailable:
         return 0
     stale: dict[str, list[str]] = {}
+    namespace = pid_namespace()
     for parent in set(layout.parents.values()):
         try:
             entries = os.listdir(parent)
@@ -277,7 +293,11 @@ def remove_stale() -> int:
             continue
         for entry in entries:
             match = _NAME.match(entry)
-            if match and _start_time(int(match.group(1))) != int(match.group(2)):
+            if (
+                match
+                and int(match.group(3)) == namespace
+                and _start_time(int(match.group(1))) != int(match.group(2))
+            ):
                 stale.setdefault(entry, []).append(os.path.join(parent, entry))
     return sum(_empty_and_remove(dirs) for dirs in stale.values())
 
@@ -326,7 +346,7 @@ class RunCgroup:
         with _counter_lock:
             number = next(_counter)
         me = os.getpid()
-        name = f"{PREFIX}{me}-{_start_time(me)}-{number}-{secrets.token_hex(4)}"
+        name = f"{PREFIX}{me}-{_start_time(me)}-{pid_namespace()}-{number}-{os.urandom(4).hex()}"
         name += f"-{hint}" if hint else ""
         run = cls(layout, name, memory_bytes, pids, list(layout.notes))
         made: list[str] = []

@@ -119,8 +119,9 @@ def _course(args: argparse.Namespace):
     return course.resolve(getattr(args, "course", None), reference.PROJECT_ROOT)
 
 
-def _options(args: argparse.Namespace, course: bool = True):
-    """The grading options of ``grade`` and ``grade-all`` (``course``: resolve the course now)."""
+def _options(args: argparse.Namespace):
+    """The grading options of ``grade`` and ``grade-all`` (the course resolved: CourseError
+    for an unusable one)."""
     from autograder.engine import GradeOptions
     from autograder.runner import Limits
 
@@ -141,7 +142,7 @@ def _options(args: argparse.Namespace, course: bool = True):
         remove_case_data=args.remove_case_data,
         protect_read=protect_read,
         protect_write=protect_write,
-        course=_course(args) if course else None,
+        course=_course(args),
     )
 
 
@@ -267,22 +268,34 @@ def _emit(text: str, output: str | None) -> None:
         sys.stdout.flush()
 
 
+def _launch_early(args: argparse.Namespace):
+    """Start the worker of ``grade`` before any heavy import: it boots while they run.
+
+    Standard library only (numpy and pytest load afterwards, in parallel with
+    the zygote's own imports); None where it cannot start now (the engine then
+    starts one itself, or says why not).
+    """
+    from autograder import protected, sandbox
+
+    resources = sandbox.Resources()
+    if args.memory:
+        resources.memory_bytes = args.memory << 20
+    with contextlib.suppress(sandbox.SandboxError, OSError, subprocess.SubprocessError):
+        cover = protected.protected(*_protect(args)).cover
+        return sandbox.launch(sandbox.plan(args.sandbox), resources, cover)
+    return None
+
+
 def cmd_grade(args: argparse.Namespace) -> int:
     """``autograder grade``."""
-    from autograder import sandbox
-
-    # Start the worker before the heavy imports: it boots while they run.
-    launched = None
-    options = _options(args, course=False)
-    with contextlib.suppress(sandbox.SandboxError, OSError, subprocess.SubprocessError):
-        launched = sandbox.launch(
-            sandbox.plan(args.sandbox), options.limits.resources(), options.protected().cover
-        )
     from autograder import engine, render
 
+    launched = getattr(args, "launched", None)
+    if launched is None:
+        launched = _launch_early(args)
     try:
         # After the launch: reading the course imports numpy (through the reference's path).
-        options.course = _course(args)
+        options = _options(args)
     except BaseException:
         if launched is not None:
             from autograder.runner import Zygote
@@ -465,6 +478,8 @@ def _main(argv: list[str] | None) -> int:
     if not args.command:
         parser.print_help()
         return 2
+    if args.command == "grade":
+        args.launched = _launch_early(args)
     from autograder.course import CourseError
     from autograder.engine import GraderError
     from autograder.runner import WorkerError

@@ -24,7 +24,7 @@ from autograder.checks import GradingContext
 from autograder.outputs import RunOutput
 from autograder.report import Report, entries_from_pytest
 from autograder.report import entry as report_entry
-from autograder.runner import Limits, Phase, SubmissionRunner, WorkerError, Zygote
+from autograder.runner import Limits, Phase, SelfCheck, SubmissionRunner, WorkerError, Zygote
 from autograder.worker.linux import PR_SET_DUMPABLE, prctl
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -260,6 +260,7 @@ class Grader:
         self._zygote: Zygote | None = None
         self._ready = False
         self._checked = False
+        self._pending: SelfCheck | None = None
         if launched is not None and launched.plan.level == self.plan.level:
             self._zygote = Zygote(self.plan, launched)  # started early by the caller
         else:
@@ -267,6 +268,10 @@ class Grader:
                 Zygote(launched.plan, launched).close()
             with contextlib.suppress(WorkerError, sandbox.SandboxError, OSError):
                 self._zygote = self._start()  # boots while the cases are prepared
+        if self._zygote is not None:
+            # The self-check runs as soon as the zygote is ready, while the cases load.
+            with contextlib.suppress(WorkerError, OSError):
+                self._pending = self._zygote.start_self_check(*self._check_request())
         self.course = self.options.the_course()
         self.cases, self.hidden_graded = prepare_cases(self.course, self.options.public_only)
         if self.options.remove_case_data:
@@ -311,6 +316,9 @@ class Grader:
             except WorkerError as exc:
                 problem = str(exc)
             if problem:
+                if self._pending is not None:
+                    self._pending.close()
+                    self._pending = None
                 self._zygote.close()
                 self._zygote = None
                 self._fall_back(problem)
@@ -318,15 +326,24 @@ class Grader:
             self._checked = self._ready = True
             return self._zygote
 
+    def _check_request(self) -> tuple:
+        return (
+            self.options.limits,
+            self.protected.read,
+            self.protected.write,
+            list(protected.RUNTIME_IMPORTS),
+        )
+
     def _check_level(self, zygote: Zygote, info: dict) -> str:
         """Run the level's self-check; the reason it cannot be used, or ""."""
         level = self.plan.level
-        answer = zygote.self_check(
-            self.options.limits,
-            read=self.protected.read,
-            write=self.protected.write,
-            imports=list(protected.RUNTIME_IMPORTS),
-        )
+        pending, self._pending = self._pending, None
+        if pending is not None and pending.zygote is zygote:
+            answer = pending.answer()
+        else:
+            if pending is not None:
+                pending.close()
+            answer = zygote.self_check(*self._check_request())
         launched = zygote.launched
         off = self.options.limits.layers_off
         self.isolation.update(
@@ -385,7 +402,6 @@ class Grader:
         limits = self.options.limits
         runner = SubmissionRunner(self.zygote, limits)
         self._runner = runner
-        deadline = time.monotonic() + limits.wall_budget()
         public = [c for c in self.cases if c.visibility == "public"]
         hidden = [c for c in self.cases if c.visibility == "hidden"]
         # One child runs the public cases, then (feedback only) the self-check's
@@ -394,7 +410,7 @@ class Grader:
             Phase("public", public, True, followup=lambda run: feedback.probe_phase(public, run)),
             Phase("hidden", hidden, False),
         ]
-        runs = runner.run_phases(sub.files, [p for p in phases if p.cases], deadline)
+        runs = runner.run_phases(sub.files, [p for p in phases if p.cases])
         feedback.merge_probes(runs)
         return runs
 

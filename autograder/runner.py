@@ -142,11 +142,17 @@ class CpuMeter:
         self.reading: tuple[float, float] | None = None
         self.blind = False
 
-    def start(self, now: float) -> None:
-        """Measure from ``now``."""
+    def start(self, now: float, eager: bool = False) -> None:
+        """Measure from ``now``; ``eager`` reads the clock at once (where reading is cheap)."""
         self.started = now
         self.reading = None
         self.blind = False
+        if eager:
+            cpu = self.clock()
+            if cpu is None:
+                self.blind = True
+            else:
+                self.reading = (now, cpu)
 
     def used(self, now: float) -> float:
         """CPU seconds used since the start (an upper bound)."""
@@ -200,6 +206,56 @@ class ProgressCounter:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+
+
+class SelfCheck:
+    """A level's self-check in flight: a child set up like a grading child, asked what it reaches.
+
+    The request is sent at once (the zygote serves it as soon as it is ready),
+    so the check runs while the grader prepares; :meth:`answer` waits for it.
+    """
+
+    def __init__(self, zygote: Zygote, limits: Limits, job: dict) -> None:
+        self.zygote = zygote
+        self.timeout = max(limits.import_timeout, 10.0)
+        self.seq = next(_SEQ)
+        self.sock, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        out_r, out_w = os.pipe()
+        progress = ProgressCounter()
+        try:
+            zygote.spawn(self.seq, limits, [child.fileno(), out_w, progress.fd])
+            # The child reads its job when it starts; the socket holds it until then.
+            send_frame(self.sock, {"type": "self_check", **job})
+        except BaseException:
+            self.sock.close()
+            raise
+        finally:
+            child.close()
+            for fd in (out_w, out_r):
+                os.close(fd)
+            progress.close()
+
+    def answer(self) -> dict:
+        """The child's answer (raises WorkerError if it gives none)."""
+        try:
+            self.sock.settimeout(self.timeout)
+            meta, _, _ = recv_frame(self.sock, max_payload=0)
+        except (OSError, EOFError, ProtocolError) as exc:
+            raise WorkerError(f"the sandbox self-check did not answer ({exc})") from None
+        finally:
+            self.close()
+        if meta.get("type") != "self_check":
+            raise WorkerError("the sandbox self-check gave no answer")
+        return meta
+
+    def close(self) -> None:
+        """Drop the check: its child is killed and swept like any other."""
+        if self.sock.fileno() < 0:
+            return
+        self.sock.close()
+        with contextlib.suppress(WorkerError, OSError):  # a zygote that died needs nothing
+            self.zygote.send({"type": "kill"})
+            self.zygote.expect("exited", timeout=10, seq=self.seq)
 
 
 class Zygote:
@@ -319,35 +375,13 @@ class Zygote:
         Returns the child's answer: ``readable``, ``writable`` (subsets of
         ``read`` and ``write``), ``import_errors`` (module -> error) and ``uid``.
         """
-        res_parent, res_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        out_r, out_w = os.pipe()
-        progress = ProgressCounter()
-        seq = next(_SEQ)
-        try:
-            self.poll()
-            self.spawn(seq, limits, [res_child.fileno(), out_w, progress.fd])
-            res_child.close()
-            os.close(out_w)
-            out_w = -1
-            res_parent.settimeout(max(limits.import_timeout, 10.0))
-            send_frame(res_parent, {"type": "self_check", "read": read, "write": write,
-                                    "imports": imports})  # fmt: skip
-            meta, _, _ = recv_frame(res_parent, max_payload=0)
-        except (OSError, EOFError, ProtocolError) as exc:
-            raise WorkerError(f"the sandbox self-check did not answer ({exc})") from None
-        finally:
-            res_parent.close()
-            if out_w >= 0:
-                os.close(out_w)
-                res_child.close()
-            os.close(out_r)
-            progress.close()
-            with contextlib.suppress(WorkerError):
-                self.send({"type": "kill"})
-                self.expect("exited", timeout=10, seq=seq)
-        if meta.get("type") != "self_check":
-            raise WorkerError("the sandbox self-check gave no answer")
-        return meta
+        return self.start_self_check(limits, read, write, imports).answer()
+
+    def start_self_check(
+        self, limits: Limits, read: list[str], write: list[str], imports: list[str]
+    ) -> SelfCheck:
+        """Ask for the self-check now (even before the zygote is ready); answer later."""
+        return SelfCheck(self, limits, {"read": read, "write": write, "imports": imports})
 
     def alive(self) -> bool:
         """Whether the zygote process is still running."""
@@ -357,14 +391,18 @@ class Zygote:
         """Ask the zygote to quit (kill it if it does not), then release its run's resources."""
         with contextlib.suppress(OSError, WorkerError):
             self.send({"type": "quit"})
+        clean = True
         try:
             self.proc.wait(timeout=2)
         except subprocess.TimeoutExpired:
+            clean = False
             with contextlib.suppress(OSError):
                 os.killpg(self.proc.pid, 9)
             self.proc.wait()
         self.ctl.close()
-        self.launched.close()
+        # Exit status 0: the zygote quit after sweeping; anything else may have left
+        # processes of the run's uid behind.
+        self.launched.close(clean=clean and self.proc.returncode == 0)
 
 
 def _text(value: object, limit: int = 2000) -> str:
@@ -555,9 +593,23 @@ class SubmissionRunner:
         # Phases not run again for an activation, with the reason: (activation, phase).
         self.skipped: dict[tuple[str, str], str] = {}
         self.budget = CpuMeter(self._clock)
+        # The whole submission's wall-clock backstop; set when its first child starts.
+        self.deadline: float | None = None
 
     def _clock(self) -> float | None:
         return self.zygote.cpu_seconds() if self.zygote is not None else None
+
+    def cheap_clock(self) -> bool:
+        """Whether reading the CPU clock costs next to nothing (a cgroup's counter)."""
+        return self.zygote is not None and self.zygote.launched.cgroup is not None
+
+    def _start_budget(self, deadline: float | None) -> None:
+        # From the first child on: starting (or restarting) the zygote is not the
+        # submission's time, and a first CPU reading long after the start would
+        # count that whole gap as busy.
+        now = time.monotonic()
+        self.deadline = deadline if deadline is not None else now + self.limits.wall_budget()
+        self.budget.start(now, eager=self.cheap_clock())
 
     def run(
         self,
@@ -576,8 +628,9 @@ class SubmissionRunner:
     ) -> dict[str, RunOutput]:
         """Run every phase's cases, in one child while it behaves; results by phase name.
 
-        ``deadline`` is the wall-clock backstop of the whole submission; its
-        CPU budget is ``limits.budget``.
+        ``deadline`` overrides the wall-clock backstop of the whole submission
+        (by default ``limits.wall_budget()`` from its first child on); its CPU
+        budget is ``limits.budget``.
         """
         shown = [p.show for p in phases]
         if shown != sorted(shown, reverse=True):
@@ -586,14 +639,12 @@ class SubmissionRunner:
         remaining = {p.name: list(p.cases) for p in phases}
         self.ungraded = {p.name for p in phases if not p.graded}
         self.skipped = {}
-        started = time.monotonic()
-        deadline = deadline if deadline is not None else started + self.limits.wall_budget()
-        self.budget.start(started)
+        self.deadline = None
         timeouts: dict[tuple[str, str], int] = {}
         zygote_failures = 0
         careful = False  # one message per phase of a case, after something went wrong
         while any(remaining.values()):
-            exhausted = self._budget_exhausted(deadline)
+            exhausted = self._budget_exhausted()
             if exhausted:
                 for name, cases in remaining.items():
                     for case in cases:
@@ -605,7 +656,9 @@ class SubmissionRunner:
             for result in results.values():
                 result.sandbox = self.zygote.plan.level
             try:
-                stop = self._child(files, phases, remaining, results, deadline, careful)
+                if self.deadline is None:
+                    self._start_budget(deadline)
+                stop = self._child(files, phases, remaining, results, careful)
             except WorkerError as exc:
                 # The zygote itself failed (killed by the submission, or confused): replace it,
                 # charge the case that was running, and give up after a second time.
@@ -653,10 +706,12 @@ class SubmissionRunner:
                     self._give_up(case.activation, phase_name, timeouts[key], remaining, results)
         return results
 
-    def _budget_exhausted(self, deadline: float) -> str:
+    def _budget_exhausted(self) -> str:
         """Why the submission's budget is used up ("" while it is not)."""
+        if self.deadline is None:
+            return ""
         now = time.monotonic()
-        if now >= deadline:
+        if now >= self.deadline:
             return (
                 f"the submission did not finish within {self.limits.wall_budget():g} s "
                 "(its total time limit)"
@@ -719,7 +774,7 @@ class SubmissionRunner:
         }
         return encode_frame(meta, arrays)
 
-    def _child(self, files, phases, remaining, results, deadline, careful) -> Stop | None:
+    def _child(self, files, phases, remaining, results, careful) -> Stop | None:
         """One child: run the remaining cases phase by phase; None when all are done."""
         z = self.zygote
         assert z is not None
@@ -737,7 +792,7 @@ class SubmissionRunner:
         talk = _Conversation(self, res_parent, out_r, files, phases, remaining, results, careful)
         talk.progress = progress
         try:
-            return talk.run(deadline)
+            return talk.run(self.deadline)
         finally:
             talk.close()
             progress.close()
@@ -865,7 +920,7 @@ class _Conversation:
                 if now >= wall_limit:
                     return self._timeout(f"did not finish within {self._wall_allowance():g} s")
                 if now >= deadline:
-                    return self._timeout("", budget=self.runner._budget_exhausted(deadline))
+                    return self._timeout("", budget=self.runner._budget_exhausted())
                 if now >= check:
                     used = self.meter.used(now)
                     if used >= allowance:
@@ -880,7 +935,7 @@ class _Conversation:
                 if now >= budget_check:
                     used = budget.used(now)
                     if used >= self.limits.budget:
-                        return self._timeout("", budget=self.runner._budget_exhausted(deadline))
+                        return self._timeout("", budget=self.runner._budget_exhausted())
                     budget_check = budget.next_check(now, self.limits.budget, used)
                 wake = min(wall_limit, deadline, check, budget_check)
                 for key, mask in self.sel.select(max(wake - now, 0.0)):
@@ -919,8 +974,9 @@ class _Conversation:
             return self._stopped(out.CRASHED, f"the worker broke the protocol ({exc})")
 
     def _restart_clocks(self, now: float) -> None:
-        self.meter.start(now)
-        self.case_meter.start(now)
+        eager = self.runner.cheap_clock()
+        self.meter.start(now, eager)
+        self.case_meter.start(now, eager)
         self._progressed()
 
     def _progressed(self) -> bool:

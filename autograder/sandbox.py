@@ -43,7 +43,7 @@ from pathlib import Path
 
 from autograder import uids
 from autograder.worker import BOOTSTRAP, proctree
-from autograder.worker.zygote import remove_tree
+from autograder.worker.cleanup import remove_tree
 
 # Strength of each level, for "the same or a stronger level" decisions.
 RANK = {"process": 0, "uid": 1, "bwrap": 2}
@@ -162,8 +162,12 @@ class Launched:
             self._stderr += data
             del self._stderr[:-STDERR_KEEP]
 
-    def close(self) -> None:
-        """After the zygote ended: remove the run directory and cgroup, give back the uid."""
+    def close(self, clean: bool = False) -> None:
+        """After the zygote ended: remove the run directory and cgroup, give back the uid.
+
+        ``clean``: the zygote exited by itself, after killing and removing
+        everything its children left (the uid then needs no reset).
+        """
         if self.stderr_fd >= 0:
             with contextlib.suppress(OSError):
                 os.close(self.stderr_fd)
@@ -176,7 +180,7 @@ class Launched:
                 self.cgroup.close()
             self.cgroup = None
         if self.lease is not None:
-            self.lease.release()
+            self.lease.release(clean=clean)
             self.lease = None
 
 

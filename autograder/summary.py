@@ -144,6 +144,8 @@ class ClassSummary:
     failures: list[Failure]
     unusable: list[tuple[str, str]]
     reused: int
+    # Submissions per sandbox level that graded them (the weakest is worth a look).
+    levels: dict[str, int] = field(default_factory=dict)
 
     @property
     def graded(self) -> int:
@@ -172,6 +174,7 @@ def summarize(outcomes: list[Outcome]) -> ClassSummary:
     be graded, so a missing file does not read as a hard activation.
     """
     scores = [o.score for o in outcomes]
+    levels = dict(Counter(o.sandbox or "none" for o in outcomes))
     max_score = max((o.max_score for o in outcomes), default=0.0)
     graded = [o for o in outcomes if not o.problem]
     shares = [o.score / o.max_score if o.max_score else 0.0 for o in outcomes]
@@ -224,6 +227,7 @@ def summarize(outcomes: list[Outcome]) -> ClassSummary:
         failures=failures,
         unusable=[(o.submission, o.problem) for o in outcomes if o.problem],
         reused=sum(o.reused for o in outcomes),
+        levels=levels,
     )
 
 
@@ -245,6 +249,9 @@ def render_text(s: ClassSummary) -> str:
         lines[0] += f" ({len(s.unusable)} unusable, scored 0)"
     if s.reused:
         lines.append(f"{s.reused} unchanged since their last grading: reports reused.")
+    if s.levels:
+        levels = ", ".join(f"{level} {n}" for level, n in sorted(s.levels.items()))
+        lines.append(f"Sandbox level that graded them: {levels}.")
     if not s.count:
         return printable("\n".join(lines) + "\n")
     lines.append(

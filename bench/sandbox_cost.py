@@ -25,7 +25,7 @@ from autograder import cases as cases_mod
 from autograder import protected, sandbox
 from autograder.runner import Limits, ProgressCounter, SubmissionFiles, SubmissionRunner, Zygote
 from autograder.worker import proctree, syscall_filter
-from autograder.worker.zygote import remove_owned_by
+from autograder.worker.cleanup import remove_owned_by
 
 TRIVIAL = SubmissionFiles(
     {

@@ -416,17 +416,29 @@ def test_remove_stale_removes_a_dead_graders_cgroup(make_cgroup):
     dead = {c: os.path.join(os.path.dirname(d), name) for c, d in mine.directories.items()}
     assert all(os.path.isdir(d) for d in dead.values()) and _alive(int(sleeper))
     # A pid reused by a process that started at another time: stale too.
+    ns = cgroups.pid_namespace()
     reused = {
-        c: os.path.join(os.path.dirname(d), f"autograder-{os.getpid()}-1-0-deadbeef-reused")
+        c: os.path.join(os.path.dirname(d), f"autograder-{os.getpid()}-1-{ns}-0-deadbeef-reused")
         for c, d in mine.directories.items()
     }
-    for d in dict.fromkeys(reused.values()):
+    # A grader of another PID namespace (a container): its pid means nothing here, keep it.
+    foreign = {
+        c: os.path.join(os.path.dirname(d), f"autograder-1-1-{ns + 1}-0-deadbeef-foreign")
+        for c, d in mine.directories.items()
+    }
+    for d in dict.fromkeys([*reused.values(), *foreign.values()]):
         os.mkdir(d)
-    assert cgroups.remove_stale() >= 2
-    time.sleep(0.05)
-    assert not any(os.path.exists(d) for d in [*dead.values(), *reused.values()])
-    assert not _alive(int(sleeper))
-    assert all(os.path.isdir(d) for d in mine.directories.values())
+    try:
+        assert cgroups.remove_stale() >= 2
+        time.sleep(0.05)
+        assert not any(os.path.exists(d) for d in [*dead.values(), *reused.values()])
+        assert not _alive(int(sleeper))
+        assert all(os.path.isdir(d) for d in mine.directories.values())
+        assert all(os.path.isdir(d) for d in foreign.values())
+    finally:
+        for d in dict.fromkeys(foreign.values()):
+            with contextlib.suppress(OSError):
+                os.rmdir(d)
 
 
 # ------------------------------------------------------------ unavailable

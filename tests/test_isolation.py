@@ -353,9 +353,19 @@ def test_stale_run_directories_of_dead_graders_are_removed(tmp_path):
 
 @root_only
 def test_a_leased_uid_is_reset_before_use():
-    lease = uids.acquire()
-    uid = lease.uid
-    lease.release()
+    # A grader killed with SIGKILL cannot release its lease clean.
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        lease = uids.acquire()
+        os.write(w, str(lease.uid).encode())
+        time.sleep(60)
+        os._exit(0)
+    os.close(w)
+    uid = int(os.read(r, 32))
+    os.close(r)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
     # A process and a file of that uid, as if left by a grader killed with SIGKILL.
     leftover = subprocess.Popen(
         ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "sleep", "60"]
@@ -586,3 +596,41 @@ def test_student_code_cannot_reach_a_same_user_process(tmp_path, landlock):
     finally:
         victim.kill()
         victim.wait()
+
+
+def test_the_class_summary_states_the_level_that_graded(tmp_path):
+    subs = tmp_path / "subs"
+    write_layout(subs, REFERENCE_SOURCE, "file", name="alice")
+    options = GradeOptions(limits=Limits(**TEST_LIMITS), allow_unisolated=True)
+    result = batch.grade_all(subs, tmp_path / "out", options, progress=False)
+    level = result.outcomes[0].sandbox
+    assert level in sandbox.RANK
+    text = (tmp_path / "out" / "summary.txt").read_text()
+    assert f"Sandbox level that graded them: {level} 1." in text
+
+
+def test_the_early_launch_sizes_the_run_like_the_default_limits():
+    # The command line starts the worker before it imports the limits (numpy): the
+    # two defaults must agree, or the early worker's cgroup would be the wrong size.
+    assert sandbox.Resources() == Limits().resources()
+
+
+@root_only
+def test_a_lease_released_clean_is_not_reset_again():
+    lease = uids.acquire()
+    uid = lease.uid
+    lease.release(clean=True)
+    stray = Path("/tmp") / f"autograder-stray-{uid}"
+    stray.write_text("x")
+    os.chown(stray, uid, uid)
+    try:
+        os.environ[uids.RANGE_ENV] = f"{uid}-{uid}"
+        again = uids.acquire()
+        again.release(clean=False)
+        assert stray.exists()  # no reset after a clean release: nothing to reset
+        again = uids.acquire()
+        again.release()
+        assert not stray.exists()  # after one that was not clean: reset
+    finally:
+        os.environ.pop(uids.RANGE_ENV, None)
+        stray.unlink(missing_ok=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import stat
+import time
 
 import pytest
 from conftest import by_name
@@ -117,3 +118,34 @@ def test_the_socket_helper_finds_sockets():
     finally:
         a.close()
         b.close()
+
+
+def test_starting_the_worker_is_not_charged_to_the_submission(grader, tmp_path):
+    # A slow worker start (a loaded machine, a fallback to a weaker level) happens
+    # before the submission's first child: it must not count against its budget.
+    from autograder.runner import Limits, SubmissionRunner
+
+    # Sleeps a little per ReLU case, so the run lasts past its first CPU readings.
+    leisurely = replace_method(
+        REFERENCE_SOURCE,
+        "ReLU",
+        "forward",
+        "import time\ntime.sleep(0.1)\nself.A = np.maximum(Z, 0)\nreturn self.A",
+    )
+    sub = submission.load(write_layout(tmp_path, leisurely, "file"))
+    public = [c for c in grader.cases if c.visibility == "public"]
+    calls = []
+
+    def slow_zygote():
+        if not calls:
+            time.sleep(1.5)
+        calls.append(1)
+        return grader.zygote()
+
+    runner = SubmissionRunner(slow_zygote, Limits(call_timeout=1.0, budget=1.0))
+    run = runner.run(sub.files, public, show=True)
+    assert run.import_status == out.OK, run.import_message
+    assert len(run.cases) == len(public)
+    assert all(c.forward.status == out.OK for c in run.cases.values()), [
+        c.forward.message for c in run.cases.values() if c.forward.status != out.OK
+    ][:2]

@@ -613,7 +613,11 @@ def test_gradescope_accepts_uploaded_files_and_hides_student_output(dist, tmp_pa
     }
     doc, stdout = run_gradescope(dist / "auto" / "gradescope" / "autograder.zip", tmp_path, upload)
     assert_gradescope_valid(doc)
-    assert doc["score"] == FULL_MARKS
+    assert doc["score"] == FULL_MARKS, (
+        stdout,
+        doc.get("output"),
+        [t["output"] for t in doc["tests"]][:3],
+    )
     hidden = [t for t in doc["tests"] if t["visibility"] == "after_published"]
     assert hidden and all(t["status"] == "passed" for t in hidden)
     assert secret not in json.dumps(doc) and secret not in stdout

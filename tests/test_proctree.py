@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import statistics
 import subprocess
+import sys
 import time
 
 import pytest
@@ -200,3 +202,25 @@ def test_cost_with_hundreds_of_processes():
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not shutil.which("unshare"), reason="needs root and unshare"
+)
+@pytest.mark.parametrize("own_proc", [False, True], ids=["foreign-proc", "own-proc"])
+def test_a_proc_of_another_pid_namespace_is_never_walked(own_proc):
+    # Under `unshare --pid` without a fresh /proc, pid numbers in /proc name strangers:
+    # walking them (or signalling them) would reach the wrong processes.
+    code = (
+        "from autograder.worker import proctree; import os\n"
+        "print(proctree.proc_is_ours(), proctree.descendants(1) == [], "
+        "proctree.tree_cpu_seconds(os.getpid()) is None)"
+    )
+    argv = ["unshare", "--pid", "--fork"]
+    if own_proc:
+        argv += ["--mount-proc"]
+    out = subprocess.run(
+        [*argv, sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=True
+    ).stdout.split()
+    # With its own /proc the walk works (pid 1 is the interpreter itself: no children).
+    assert out == (["True", "True", "False"] if own_proc else ["False", "True", "True"])

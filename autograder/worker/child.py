@@ -29,7 +29,6 @@ import warnings
 
 import numpy as np
 
-from . import landlock
 from .frames import encode_frame, recv_frame, send_frame
 from .linux import PR_SET_NO_NEW_PRIVS, PR_SET_PDEATHSIG, prctl, prefer_oom_kill
 
@@ -481,13 +480,19 @@ def _self_check(job: dict) -> dict:
 
 
 def child_main(
-    sock: socket.socket, out_fd: int, spawn: dict, syscall_filter=None, progress_fd=None
+    sock: socket.socket,
+    out_fd: int,
+    spawn: dict,
+    syscall_filter=None,
+    progress_fd=None,
+    ruleset=None,
 ) -> None:
     """Entry point of a forked child: set up, run the job, stream results, exit.
 
-    ``syscall_filter`` (built once by the zygote) is installed after every
-    other restriction and before the student's module is imported; a child
-    that was promised a filter and cannot install it runs no student code.
+    ``ruleset`` (Landlock) and ``syscall_filter`` (seccomp), both built once by
+    the zygote, are enforced after the uid change and no_new_privs, and before
+    the student's module is imported; a child that was promised either and
+    cannot apply it runs no student code.
     """
     code = 0
     try:
@@ -501,6 +506,8 @@ def child_main(
         os.dup2(out_fd, 2)
         progress = Progress(progress_fd)
         keep = {0, 1, 2, sock.fileno()}
+        if ruleset is not None:
+            keep.add(ruleset.fd)
         for fd in _open_fds():
             if fd not in keep:
                 with contextlib.suppress(OSError):
@@ -519,10 +526,12 @@ def child_main(
             os._exit(70)
         prctl(PR_SET_NO_NEW_PRIVS, 1)
         off = spawn.get("layers_off", ())
-        if "landlock" not in off and landlock.abi_version():
-            # Writes only beneath the scratch directory; no signal, ptrace or /proc/PID/mem
+        if ruleset is not None:
+            # Writes only beneath the run directory; no signal, ptrace or /proc/PID/mem
             # of any process outside. Raises (no student code runs) if it cannot apply.
-            landlock.restrict([root])
+            if "landlock" not in off:
+                ruleset.restrict_self()
+            ruleset.close()
         os.environ["TMPDIR"] = root
         tempfile.tempdir = root
         _set_limits(spawn.get("limits", {}))

@@ -363,11 +363,60 @@ def restrict(
     (a path that does not exist included): the caller must then run no
     student code.
     """
+    if abi_version() == 0:
+        return {"abi": 0, "reason": _reason}
+    ruleset = prepare(writable, readable, scope_signals, scope_abstract_unix, deny_tcp)
+    try:
+        ruleset.restrict_self()
+    finally:
+        ruleset.close()
+    return ruleset.applied
+
+
+class Ruleset:
+    """A Landlock ruleset built ahead (in the zygote), enforced later (in each child).
+
+    Building it costs most of :func:`restrict`; a child that inherits it only
+    sets no_new_privs and makes one ``landlock_restrict_self`` call.
+    """
+
+    def __init__(self, fd: int, applied: dict) -> None:
+        self.fd = fd
+        self.applied = applied
+
+    def restrict_self(self) -> None:
+        """Enforce the ruleset on this (single-threaded) process; OSError if it cannot."""
+        if not _single_threaded():
+            raise OSError(
+                errno.EBUSY, "Landlock restricts the calling thread only: other threads run"
+            )
+        if _lib().prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+            _raise("prctl(PR_SET_NO_NEW_PRIVS)")
+        if _call(_FIRST_NR + 2, self.fd, 0) != 0:
+            _raise("landlock_restrict_self")
+
+    def close(self) -> None:
+        """Release the ruleset's descriptor (an enforced domain stays)."""
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+def prepare(
+    writable: Iterable[str],
+    readable: Iterable[str] | None = None,
+    scope_signals: bool = True,
+    scope_abstract_unix: bool = True,
+    deny_tcp: bool = True,
+) -> Ruleset:
+    """Build the ruleset :func:`restrict` would enforce, without enforcing it.
+
+    The same arguments as :func:`restrict`; raises OSError where Landlock is
+    missing or a step fails.
+    """
     abi = abi_version()
     if abi == 0:
-        return {"abi": 0, "reason": _reason}
-    if not _single_threaded():
-        raise OSError(errno.EBUSY, "Landlock restricts the calling thread only: other threads run")
+        raise OSError(errno.ENOSYS, f"Landlock is not available: {_reason}")
     reads = readable is not None
     fs, net, scoped = rights_for(abi, reads, scope_signals, scope_abstract_unix)
     if not deny_tcp:
@@ -377,29 +426,26 @@ def restrict(
     writable = list(writable)
     readable = list(readable) if reads else []
 
-    nr_create, nr_add, nr_restrict = _FIRST_NR, _FIRST_NR + 1, _FIRST_NR + 2
+    nr_create, nr_add = _FIRST_NR, _FIRST_NR + 1
     attr = _RulesetAttr(fs, net, scoped)
     size = _ATTR_SIZE.get(abi, ctypes.sizeof(_RulesetAttr))
-    ruleset = int(_call(nr_create, ctypes.byref(attr), size, 0))
-    if ruleset < 0:
+    fd = int(_call(nr_create, ctypes.byref(attr), size, 0))
+    if fd < 0:
         _raise("landlock_create_ruleset")
     try:
         for path in writable:
-            _allow(nr_add, ruleset, path, fs, file_mask)
+            _allow(nr_add, fd, path, fs, file_mask)
         # Where a sandbox has no /dev/null, there is nothing to grant.
-        writable += [p for p in ALWAYS_WRITABLE if _allow(nr_add, ruleset, p, fs, file_mask, True)]
+        writable += [p for p in ALWAYS_WRITABLE if _allow(nr_add, fd, p, fs, file_mask, True)]
         granted = []
         for path in readable:
             # A path this process cannot open it could not read either: leave it out.
-            if _allow(nr_add, ruleset, path, read_mask, file_mask, missing_ok=True):
+            if _allow(nr_add, fd, path, read_mask, file_mask, missing_ok=True):
                 granted.append(path)
-        if _lib().prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
-            _raise("prctl(PR_SET_NO_NEW_PRIVS)")
-        if _call(nr_restrict, ruleset, 0) != 0:
-            _raise("landlock_restrict_self")
-    finally:
-        os.close(ruleset)
-    return {
+    except BaseException:
+        os.close(fd)
+        raise
+    applied = {
         "abi": abi,
         "fs": _names(FS_RIGHTS, fs),
         "net": _names(NET_RIGHTS, net),
@@ -407,6 +453,7 @@ def restrict(
         "writable": writable,
         "readable": granted if reads else None,
     }
+    return Ruleset(fd, applied)
 
 
 def _allow(

@@ -49,8 +49,32 @@ except (AttributeError, ValueError, OSError):  # pragma: no cover - not POSIX
     CLOCK_TICKS = 100
 
 
+_OURS: dict[int, bool] = {}
+
+
+def proc_is_ours() -> bool:
+    """Whether /proc shows this process's own PID namespace.
+
+    Inside ``unshare --pid`` without a fresh /proc mount, /proc lists the
+    parent namespace: pid numbers there name other processes, and walking or
+    signalling them would reach strangers. Checked once per process.
+    """
+    me = os.getpid()
+    if me not in _OURS:
+        try:
+            _OURS[me] = int(os.readlink("/proc/self")) == me
+        except (OSError, ValueError):
+            _OURS[me] = False
+    return _OURS[me]
+
+
 def _scan() -> dict[int, tuple[int, int]] | None:
-    """Every process's parent and CPU ticks (own + reaped children), or None without /proc."""
+    """Every process's parent and CPU ticks (own + reaped children), or None without /proc.
+
+    None too where /proc belongs to another PID namespace (:func:`proc_is_ours`).
+    """
+    if not proc_is_ours():
+        return None
     try:
         proc = os.open("/proc", os.O_RDONLY | os.O_DIRECTORY)
     except OSError:

@@ -17,85 +17,16 @@ import contextlib
 import os
 import signal
 import socket
-import stat
 import sys
 import tempfile
 import time
 
-from . import landlock
+from . import landlock, proctree
 from .child import child_main
+from .cleanup import kill_uid, remove_owned_by, remove_tree
 from .frames import ProtocolError, recv_frame, send_frame
 from .linux import PR_SET_CHILD_SUBREAPER, PR_SET_DUMPABLE, PR_SET_PDEATHSIG, prctl
 from .proctree import descendants
-
-# World-writable places a child running as another uid may leave files in; at the
-# uid level everything its uid owns there is removed after the run.
-SHARED_WRITABLE = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock", "/var/lock", "/dev/mqueue")
-# How deep the removal descends into world-writable directories of others.
-SWEEP_DEPTH = 8
-
-
-def remove_tree(path: str) -> None:
-    """Delete ``path`` without leaving its filesystem (mounted runtimes stay).
-
-    A submission may chmod its files to 000; the owner (or root) can always
-    unlock them. Symbolic links are removed, never followed.
-    """
-    try:
-        top = os.lstat(os.path.dirname(path) or ".").st_dev
-        info = os.lstat(path)
-    except OSError:
-        return
-    if info.st_dev != top:
-        return  # a mount point: not ours to delete
-    if not stat.S_ISDIR(info.st_mode):
-        with contextlib.suppress(OSError):
-            os.unlink(path)
-        return
-    with contextlib.suppress(OSError):
-        os.chmod(path, 0o700)
-    try:
-        entries = os.listdir(path)
-    except OSError:
-        entries = []
-    for entry in entries:
-        remove_tree(os.path.join(path, entry))
-    with contextlib.suppress(OSError):
-        os.rmdir(path)
-
-
-def remove_owned_by(uid: int, roots: tuple[str, ...] = SHARED_WRITABLE, keep: str = "") -> int:
-    """Remove every entry owned by ``uid`` under ``roots``; return how many.
-
-    A process running as ``uid`` can only create entries in directories it
-    may write: its own (removed whole) or world-writable ones, so the walk
-    descends only into world-writable directories of other owners.
-    """
-    removed = 0
-
-    def walk(path: str, depth: int) -> None:
-        nonlocal removed
-        try:
-            entries = list(os.scandir(path))
-        except OSError:
-            return
-        for entry in entries:
-            if entry.path == keep:
-                continue
-            try:
-                info = entry.stat(follow_symlinks=False)
-            except OSError:
-                continue
-            if info.st_uid == uid:
-                remove_tree(entry.path)
-                removed += 1
-            elif stat.S_ISDIR(info.st_mode) and info.st_mode & stat.S_IWOTH and depth < SWEEP_DEPTH:
-                walk(entry.path, depth + 1)
-
-    for root in roots:
-        if os.path.isdir(root) and not os.path.islink(root):
-            walk(root, 0)
-    return removed
 
 
 def _load_filter():
@@ -126,14 +57,23 @@ class Zygote:
         # bubblewrap the private /tmp vanishes with the sandbox anyway.
         self.own_base = base is None
         self.base = base or tempfile.mkdtemp(prefix="autograder-zygote-")
-        self.has_proc = os.path.isdir("/proc/self")
+        # /proc of another PID namespace would name strangers: walk it only if ours.
+        self.has_proc = proctree.proc_is_ours()
         # Orphans of a child are re-parented to us, so sweep() can find them.
         self.subreaper = prctl(PR_SET_CHILD_SUBREAPER, 1)
         # Children may not ptrace us or read our memory.
         prctl(PR_SET_DUMPABLE, 0)
         self.filter, self.filter_reason = _load_filter()
-        # Asked once here, so every forked child inherits the answer and the ctypes setup.
+        # Built once here: each child only enforces it (writes only beneath the run
+        # directory, which holds nothing but the current child's scratch).
         self.landlock = landlock.abi_version()
+        self.landlock_reason = "" if self.landlock else landlock.unavailable_reason()
+        self.ruleset = None
+        if self.landlock:
+            try:
+                self.ruleset = landlock.prepare([self.base])
+            except OSError as exc:
+                self.landlock, self.landlock_reason = 0, f"its ruleset could not be built: {exc}"
 
     def sweep(self) -> None:
         """Kill every process a child left behind and reap them all.
@@ -189,7 +129,9 @@ class Zygote:
         pid = os.fork()
         if pid == 0:
             self.ctl.close()
-            child_main(socket.socket(fileno=res_fd), out_fd, spawn, self.filter, progress_fd)
+            child_main(
+                socket.socket(fileno=res_fd), out_fd, spawn, self.filter, progress_fd, self.ruleset
+            )
         os.close(res_fd)
         os.close(out_fd)
         os.close(progress_fd)
@@ -243,7 +185,10 @@ class Zygote:
                 if path != self.base:
                     remove_tree(path)
         if self.uid_sweep and self.child_uid is not None:
-            # Shared /tmp, /var/tmp, /dev/shm: the run's uid is this run's alone.
+            # The run's uid is this run's alone: its files in /tmp, /dev/shm, ... go, and
+            # where /proc cannot be walked (so sweep() could not), whatever runs as it.
+            if not self.has_proc:
+                kill_uid(self.child_uid)
             remove_owned_by(self.child_uid, keep=self.base)
 
     def poll_child(self) -> None:
@@ -272,7 +217,7 @@ class Zygote:
                 "seccomp": self.filter is not None,
                 "seccomp_reason": self.filter_reason,
                 "landlock": self.landlock,
-                "landlock_reason": "" if self.landlock else landlock.unavailable_reason(),
+                "landlock_reason": self.landlock_reason,
             },
         )
         sel = selectors.DefaultSelector()
