@@ -19,6 +19,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 from autograder import cases as cases_mod
@@ -135,8 +136,36 @@ def layer_costs(runs: int) -> None:
                 os._exit(0)
             os.waitpid(pid, 0)
 
-        cost = timed_ms(forked_install, runs) - timed_ms(forked_plain, runs)
+        # Interleaved, so a change of load on the machine hits both sides alike.
+        with_filter, without = [], []
+        for _ in range(runs):
+            with_filter.append(timed_ms(forked_install, 1))
+            without.append(timed_ms(forked_plain, 1))
+        cost = statistics.median(with_filter) - statistics.median(without)
         print(f"syscall filter      install in a forked child       {cost:7.3f} ms per run")
+        from autograder.worker import landlock
+
+        if landlock.abi_version():
+            ruleset = landlock.prepare([tempfile.gettempdir()])
+
+            def forked_restrict() -> None:
+                pid = os.fork()
+                if pid == 0:
+                    try:
+                        ruleset.restrict_self()
+                    finally:
+                        os._exit(0)
+                os.waitpid(pid, 0)
+
+            with_rules, without = [], []
+            for _ in range(runs):
+                with_rules.append(timed_ms(forked_restrict, 1))
+                without.append(timed_ms(forked_plain, 1))
+            cost = statistics.median(with_rules) - statistics.median(without)
+            print(f"Landlock            enforce in a forked child       {cost:7.3f} ms per run")
+            ruleset.close()
+        else:
+            print(f"Landlock            unavailable: {landlock.unavailable_reason()}")
 
     def counter() -> None:
         ProgressCounter().close()
