@@ -63,13 +63,13 @@ else
 endif
 
 handout: $(VENV)/.installed-base
-	"$(PY)" -m autograder.bundles handout $(COURSE_FLAG)
+	"$(PY)" -m autograder.build.bundles handout $(COURSE_FLAG)
 
 gradescope: $(VENV)/.installed-base
-	"$(PY)" -m autograder.bundles gradescope --sandbox "$(SANDBOX)" $(COURSE_FLAG)
+	"$(PY)" -m autograder.build.bundles gradescope --sandbox "$(SANDBOX)" $(COURSE_FLAG)
 
 autolab: $(VENV)/.installed-base
-	"$(PY)" -m autograder.bundles autolab --sandbox "$(SANDBOX)" $(COURSE_FLAG)
+	"$(PY)" -m autograder.build.bundles autolab --sandbox "$(SANDBOX)" $(COURSE_FLAG)
 
 # Not part of `make test`: it grades thousands of submissions and prints the rates.
 bench: $(VENV)/.installed-base

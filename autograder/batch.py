@@ -34,17 +34,19 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 
-from autograder import report_html, sandbox, submission
-from autograder import summary as summary_mod
-from autograder.bundles import write_bytes_atomic
-from autograder.checks import TestSpec
-from autograder.course import Course
+from autograder import files
+from autograder.course.course_file import Course
 from autograder.engine import GradeOptions, Grader
-from autograder.handout import write_atomic
-from autograder.report import Report, zero_entry
-from autograder.sandbox import RANK
-from autograder.summary import ClassSummary, Outcome
-from autograder.worker.proctree import descendants
+from autograder.files import write_atomic
+from autograder.isolation import sandbox
+from autograder.isolation.sandbox import RANK
+from autograder.isolation.worker.proctree import descendants
+from autograder.judge.checks import TestSpec
+from autograder.report import report_html
+from autograder.report import summary as summary_mod
+from autograder.report.record import Report, zero_entry
+from autograder.report.summary import ClassSummary, Outcome
+from autograder.submission import handin as submission
 
 GRADEBOOK = "gradebook.csv"
 SUMMARY_TEXT = "summary.txt"
@@ -133,7 +135,7 @@ def grader_identity(grader: Grader) -> str:
     """
     import numpy as np
 
-    from autograder import cases as cases_mod
+    from autograder.course import cases as cases_mod
 
     digest = hashlib.sha256()
     digest.update(cases_mod.dumps_case_data(grader.cases).encode())
@@ -149,11 +151,10 @@ def grader_identity(grader: Grader) -> str:
         "numpy": np.__version__,
     }
     digest.update(json.dumps(config, sort_keys=True).encode())
-    package = Path(__file__).resolve().parent
-    for path in sorted(package.rglob("*.py")):
-        if "__pycache__" not in path.parts:
-            rel = path.relative_to(package).as_posix()
-            digest.update(rel.encode() + b"\0" + path.read_bytes())
+    # Every module and configuration file of the package, in every folder.
+    for path in files.package_files("*.py", "*.ini"):
+        rel = path.relative_to(files.PACKAGE_DIR).as_posix()
+        digest.update(rel.encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
 
 
@@ -345,7 +346,7 @@ def remove_leftovers() -> None:
     """Remove run directories and cgroups of graders that were killed."""
     sandbox.remove_stale_run_dirs()
     with contextlib.suppress(ImportError, OSError):
-        from autograder import cgroups
+        from autograder.isolation import cgroups
 
         cgroups.remove_stale()
 
@@ -521,7 +522,7 @@ def write_outputs(
         )
     else:
         for name, data in charts.items():
-            write_bytes_atomic(outdir / name, data)
+            write_atomic(outdir / name, data)
             written.append(outdir / name)
     return class_summary, written, notes
 

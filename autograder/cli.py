@@ -18,7 +18,7 @@ import sys
 import traceback
 from pathlib import Path
 
-from autograder import __version__
+from autograder import __version__, files
 
 
 class UsageError(Exception):
@@ -67,7 +67,7 @@ def _add_limits(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--remove-case-data",
         action="store_true",
-        help="delete the bundle's case data (autograder/data/all_cases.json) once loaded, before "
+        help="delete the bundle's case data (autograder/course/data/all_cases.json) once loaded, before "
         "any student code runs (platform bundles, in single-use containers)",
     )
     p.add_argument(
@@ -114,16 +114,16 @@ def _add_course(p: argparse.ArgumentParser) -> None:
 
 def _course(args: argparse.Namespace):
     """The course of this command (an unusable course file raises CourseError: exit 2)."""
-    from autograder import course, reference
+    from autograder.course import course_file as course
 
-    return course.resolve(getattr(args, "course", None), reference.PROJECT_ROOT)
+    return course.resolve(getattr(args, "course", None), files.PROJECT_ROOT)
 
 
 def _options(args: argparse.Namespace):
     """The grading options of ``grade`` and ``grade-all`` (the course resolved: CourseError
     for an unusable one)."""
     from autograder.engine import GradeOptions
-    from autograder.runner import Limits
+    from autograder.isolation.runner import Limits
 
     limits = Limits()
     if args.timeout:
@@ -260,7 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _emit(text: str, output: str | None) -> None:
     if output:
-        from autograder.handout import write_atomic
+        from autograder.files import write_atomic
 
         write_atomic(Path(output), text)
     else:
@@ -275,7 +275,7 @@ def _launch_early(args: argparse.Namespace):
     the zygote's own imports); None where it cannot start now (the engine then
     starts one itself, or says why not).
     """
-    from autograder import protected, sandbox
+    from autograder.isolation import protected, sandbox
 
     resources = sandbox.Resources()
     if args.memory:
@@ -288,7 +288,8 @@ def _launch_early(args: argparse.Namespace):
 
 def cmd_grade(args: argparse.Namespace) -> int:
     """``autograder grade``."""
-    from autograder import engine, render
+    from autograder import engine
+    from autograder.report import render
 
     launched = getattr(args, "launched", None)
     if launched is None:
@@ -298,9 +299,9 @@ def cmd_grade(args: argparse.Namespace) -> int:
         options = _options(args)
     except BaseException:
         if launched is not None:
-            from autograder.runner import Zygote
+            from autograder.isolation.runner import ZygoteProcess
 
-            Zygote(launched.plan, launched).close()
+            ZygoteProcess(launched.plan, launched).close()
         raise
 
     report = engine.grade(args.path, options, launched=launched)
@@ -334,8 +335,9 @@ def _note_isolation(isolation: dict, options) -> None:
 
 def cmd_grade_all(args: argparse.Namespace) -> int:
     """``autograder grade-all``: a directory of submissions -> gradebook, reports, summary."""
-    from autograder import batch, summary
+    from autograder import batch
     from autograder.engine import GraderError
+    from autograder.report import summary
 
     try:
         result = batch.grade_all(
@@ -355,9 +357,9 @@ def cmd_grade_all(args: argparse.Namespace) -> int:
 
 def cmd_handout(args: argparse.Namespace) -> int:
     """``autograder handout``."""
-    from autograder import handout, reference
+    from autograder.build import handout
 
-    if reference.reference_path() is None:
+    if files.reference_path() is None:
         raise UsageError(
             "the reference (solutions/) is not here: run this in the instructor's repository"
         )
@@ -406,8 +408,8 @@ def _keep_backup(module: Path, folder: Path) -> Path:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """``autograder export``: notebook definitions -> the module a handin carries."""
-    from autograder import submission
-    from autograder.handout import write_atomic
+    from autograder.files import write_atomic
+    from autograder.submission import handin as submission
 
     path = Path(args.notebook)
     if not path.is_file() or not path.name.endswith(".ipynb"):
@@ -425,7 +427,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_course(args: argparse.Namespace) -> int:
     """``autograder course init PRESET [PATH]`` and ``autograder course show``."""
-    from autograder import course
+    from autograder.course import course_file as course
 
     if args.course_command == "init":
         path = course.init(args.preset, args.path)
@@ -480,11 +482,11 @@ def _main(argv: list[str] | None) -> int:
         return 2
     if args.command == "grade":
         args.launched = _launch_early(args)
-    from autograder.course import CourseError
+    from autograder.course.course_file import CourseError
     from autograder.engine import GraderError
-    from autograder.runner import WorkerError
-    from autograder.sandbox import SandboxError
-    from autograder.submission import SubmissionError
+    from autograder.isolation.runner import WorkerError
+    from autograder.isolation.sandbox import SandboxError
+    from autograder.submission.handin import SubmissionError
 
     try:
         return COMMANDS[args.command](args)

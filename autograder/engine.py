@@ -16,20 +16,55 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from autograder import cases as cases_mod
-from autograder import checks, feedback, protected, reference, sandbox, submission
-from autograder import course as course_mod
-from autograder.cases import Case
-from autograder.checks import GradingContext
-from autograder.outputs import RunOutput
-from autograder.report import Report, entries_from_pytest
-from autograder.report import entry as report_entry
-from autograder.runner import Limits, Phase, SelfCheck, SubmissionRunner, WorkerError, Zygote
-from autograder.worker.linux import PR_SET_DUMPABLE, prctl
+from autograder import files
+from autograder.course import cases as cases_mod
+from autograder.course import course_file as course_mod
+from autograder.course import reference
+from autograder.course.cases import Case
+from autograder.files import write_atomic
+from autograder.isolation import protected, sandbox
+from autograder.isolation.outputs import RunOutput
+from autograder.isolation.runner import (
+    Limits,
+    Phase,
+    SelfCheck,
+    SubmissionRunner,
+    WorkerError,
+    ZygoteProcess,
+)
+from autograder.isolation.worker.linux import PR_SET_DUMPABLE, prctl
+from autograder.judge import checks, feedback
+from autograder.judge.checks import GradingContext
+from autograder.report.record import Report
+from autograder.submission import handin as submission
 
-PACKAGE_DIR = Path(__file__).resolve().parent
-CHECKS_FILE = PACKAGE_DIR / "checks.py"
-PYTEST_INI = PACKAGE_DIR / "checks.ini"
+JUDGE_DIR = files.PACKAGE_DIR / "judge"
+CHECKS_FILE = JUDGE_DIR / "checks.py"
+PYTEST_INI = JUDGE_DIR / "checks.ini"
+# The package files the expected values (and the mistakes' outputs) depend on.
+CACHE_KEY_FILES = (
+    "course/assignment.py",
+    "course/hidden_cases.py",
+    "course/cases.py",
+    "course/reference.py",
+    "judge/compare.py",
+    "judge/feedback.py",
+    "judge/mistakes.py",
+)
+
+
+def _probe_phase(public: list[Case], run: RunOutput) -> Phase | None:
+    """The feedback-only phase probing the public cases whose backward failed.
+
+    It runs in the same child right after the public cases (before any hidden
+    input exists there), is not graded (a crash or hang in it costs nothing),
+    and submissions whose backward passes skip it.
+    """
+    requests = feedback.probe_requests(public, run)
+    if not requests:
+        return None
+    subset = [c for c in public if c.id in requests]
+    return Phase(feedback.PROBE_PHASE, subset, show=True, probes=requests, graded=False)
 
 
 class GraderError(RuntimeError):
@@ -67,7 +102,7 @@ class GradeOptions:
     def the_course(self) -> course_mod.Course:
         """The course graded: the one given, else the one in effect where the grader lives."""
         if self.course is None:
-            self.course = course_mod.find_default(reference.PROJECT_ROOT)
+            self.course = course_mod.find_default(files.PROJECT_ROOT)
         return self.course
 
     def protected(self) -> protected.Protected:
@@ -87,8 +122,8 @@ def prepare_cases(
     public ones in a student's handout. Either way only the course's cases
     are kept, under the table's ids.
     """
-    course = course or course_mod.find_default(reference.PROJECT_ROOT)
-    ref_path = reference.reference_path()
+    course = course or course_mod.find_default(files.PROJECT_ROOT)
+    ref_path = files.reference_path()
     # Platform bundles (Gradescope, Autolab) ship every case's expected values instead.
     all_data = cases_mod.DATA_DIR / "all_cases.json"
     if ref_path is None and all_data.is_file():
@@ -119,12 +154,17 @@ def _cache_key() -> str:
     import numpy as np
 
     digest = hashlib.sha256()
-    # The files that decide the cases and their expected (and mistaken) outputs.
-    names = ("assignment.py", "hidden_cases.py", "cases.py", "reference.py", "mistakes.py")
-    paths = [reference.reference_path(), *(PACKAGE_DIR / n for n in names)]
-    for path in paths:
-        if path is not None and path.is_file():
-            digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    ref_path = files.reference_path()
+    if ref_path is not None:
+        digest.update(b"reference\0" + ref_path.read_bytes())
+    for name in CACHE_KEY_FILES:
+        path = files.PACKAGE_DIR / name
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            # A key that skipped it would serve values computed from other files.
+            raise GraderError(f"cannot read {path} for the expected-value cache key") from exc
+        digest.update(name.encode() + b"\0" + data)
     digest.update(np.__version__.encode())
     return digest.hexdigest()[:20]
 
@@ -151,12 +191,10 @@ def cached_reference_cases(ref_path: Path) -> list[Case]:
     module = reference.load_module(ref_path)
     cases = reference.attach_expected(module, cases_mod.build_cases(("public", "hidden")))
     # The catalogue of known mistakes, run on the public cases, for the feedback.
-    from autograder import mistakes
+    from autograder.judge import mistakes
 
     mistakes.attach(cases, ref_path.read_text(encoding="utf-8"))
     try:
-        from autograder.handout import write_atomic
-
         # Expected values: readable by the grader's user only, whatever the umask.
         CACHE_DIR.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(CACHE_DIR, 0o700)
@@ -206,7 +244,7 @@ def run_checks(ctx: GradingContext, specs: list[checks.TestSpec]) -> list:
     args = [
         str(CHECKS_FILE),
         "-c", str(PYTEST_INI),
-        "--rootdir", str(PACKAGE_DIR),
+        "--rootdir", str(JUDGE_DIR),
         "--noconftest",
         "-p", "no:cacheprovider",
         "-qq",
@@ -228,7 +266,7 @@ def run_checks(ctx: GradingContext, specs: list[checks.TestSpec]) -> list:
     if plugin.json_report is None:
         last = (chatter.getvalue().strip().splitlines() or ["no output"])[-1]
         raise GraderError(f"pytest did not produce a report ({last[:200]})")
-    return entries_from_pytest(plugin.json_report, specs)
+    return checks.entries_from_pytest(plugin.json_report, specs)
 
 
 class Grader:
@@ -257,15 +295,15 @@ class Grader:
         for level, reason in choice.skipped:
             self._skip(level, reason)
         self.protected = self.options.protected()
-        self._zygote: Zygote | None = None
+        self._zygote: ZygoteProcess | None = None
         self._ready = False
         self._checked = False
         self._pending: SelfCheck | None = None
         if launched is not None and launched.plan.level == self.plan.level:
-            self._zygote = Zygote(self.plan, launched)  # started early by the caller
+            self._zygote = ZygoteProcess(self.plan, launched)  # started early by the caller
         else:
             if launched is not None:
-                Zygote(launched.plan, launched).close()
+                ZygoteProcess(launched.plan, launched).close()
             with contextlib.suppress(WorkerError, sandbox.SandboxError, OSError):
                 self._zygote = self._start()  # boots while the cases are prepared
         if self._zygote is not None:
@@ -283,8 +321,8 @@ class Grader:
         self.specs = checks.test_specs(self.cases, self.course)
         self.course_info = self.course.report_info()
 
-    def _start(self) -> Zygote:
-        return Zygote(self.plan, None, self.options.limits.resources(), self.protected.cover)
+    def _start(self) -> ZygoteProcess:
+        return ZygoteProcess(self.plan, None, self.options.limits.resources(), self.protected.cover)
 
     def _skip(self, level: str, reason: str) -> None:
         self.isolation["skipped"].append({"level": level, "reason": reason})
@@ -298,7 +336,7 @@ class Grader:
         except OSError as exc:
             raise GraderError(f"cannot remove {path} after loading it: {exc.strerror}") from None
 
-    def zygote(self) -> Zygote:
+    def zygote(self) -> ZygoteProcess:
         """The running zygote of a level that passed its self-check (restarted if it died)."""
         if self._zygote is not None and not self._zygote.alive():
             self._zygote.close()
@@ -334,7 +372,7 @@ class Grader:
             list(protected.RUNTIME_IMPORTS),
         )
 
-    def _check_level(self, zygote: Zygote, info: dict) -> str:
+    def _check_level(self, zygote: ZygoteProcess, info: dict) -> str:
         """Run the level's self-check; the reason it cannot be used, or ""."""
         level = self.plan.level
         pending, self._pending = self._pending, None
@@ -407,12 +445,16 @@ class Grader:
         # One child runs the public cases, then (feedback only) the self-check's
         # probes of failing backwards, then the hidden cases with its output cut off.
         phases = [
-            Phase("public", public, True, followup=lambda run: feedback.probe_phase(public, run)),
+            Phase("public", public, True, followup=lambda run: _probe_phase(public, run)),
             Phase("hidden", hidden, False),
         ]
         runs = runner.run_phases(sub.files, [p for p in phases if p.cases])
         feedback.merge_probes(runs)
         return runs
+
+    def run_shown(self, sub: submission.Submission, cases: list[Case]) -> RunOutput:
+        """Run ``cases`` on ``sub`` in one child, its output shown (the feedback plots)."""
+        return SubmissionRunner(self.zygote, self.options.limits).run(sub.files, cases, show=True)
 
     def grade(self, path: str | os.PathLike[str], use_pytest: bool = True) -> Report:
         """Grade the submission at ``path`` (see :meth:`grade_submission`)."""
@@ -435,7 +477,7 @@ class Grader:
         if use_pytest:
             entries = run_checks(ctx, self.specs)
         else:
-            entries = [report_entry(checks.evaluate(spec, ctx)) for spec in self.specs]
+            entries = [checks.evaluate(spec, ctx).entry() for spec in self.specs]
         # The child's leftovers were being swept while we compared; be sure they are gone.
         self._runner.finish()
         if self.course.credit == course_mod.ALL_OR_NOTHING:
@@ -453,9 +495,11 @@ class Grader:
             course=self.course_info,
         )
         if self.options.plots_dir:
-            from autograder import plots
+            from autograder.report import plots
 
-            plots.write_for_report(self, sub, report, self.options.plots_dir)
+            plots.write_for_report(
+                lambda cases: self.run_shown(sub, cases), report, self.options.plots_dir
+            )
         return report
 
     def close(self) -> None:
@@ -497,7 +541,7 @@ def grade(
         sub = submission.load(path)
     except BaseException:
         if launched is not None:
-            Zygote(launched.plan, launched).close()
+            ZygoteProcess(launched.plan, launched).close()
         raise
     with Grader(options, launched=launched) as grader:
         report = grader.grade_submission(sub)

@@ -24,10 +24,12 @@ the handin must not need it.
 
 from __future__ import annotations
 
-import ast
 import atexit
 
-from autograder import assignment, course, reference
+from autograder import files
+from autograder.course import assignment
+from autograder.course import course_file as course
+from autograder.submission import notebook_source
 
 _GRADER = None
 _ALL: tuple[list, list] | None = None
@@ -35,36 +37,6 @@ _ALL: tuple[list, list] | None = None
 
 class NotebookCheckError(RuntimeError):
     """The check cannot run here (not in a Jupyter kernel)."""
-
-
-def _imports_autograder(node: ast.stmt) -> bool:
-    if isinstance(node, ast.Import):
-        return any(alias.name.split(".")[0] == "autograder" for alias in node.names)
-    if isinstance(node, ast.ImportFrom):
-        return (node.module or "").split(".")[0] == "autograder"
-    return False
-
-
-def module_from_cells(cells: list[str]) -> str:
-    """The module built from cell sources run in order (see the module docstring)."""
-    from autograder.notebook_source import KEPT, _drop_magics
-
-    parts = ["# Built by the autograder from the cells run in the notebook's kernel.\n"]
-    for number, raw in enumerate(cells, start=1):
-        source = _drop_magics(raw)
-        try:
-            tree = ast.parse(source)
-        except SyntaxError:
-            continue  # the cell never ran, so nothing it defines exists in the kernel
-        kept = [
-            ast.get_source_segment(source, node)
-            for node in tree.body
-            if isinstance(node, KEPT) and not _imports_autograder(node)
-        ]
-        kept = [k for k in kept if k]
-        if kept:
-            parts.append(f"# --- input {number}\n" + "\n\n".join(kept) + "\n")
-    return "\n".join(parts)
 
 
 def kernel_cells() -> list[str]:
@@ -95,9 +67,8 @@ def _grader():
 
 def grade_source(text: str, activation: str | None = None):
     """Grade module text on the public cases (of one activation, or all); return the report."""
-    from autograder import checks
-    from autograder.runner import SubmissionFiles
-    from autograder.submission import Submission
+    from autograder.judge import checks
+    from autograder.submission.handin import Submission, SubmissionFiles
 
     grader = _grader()
     assert _ALL is not None
@@ -120,12 +91,12 @@ def check(activation: str | None = None) -> None:
 
     Never raises: a notebook executed top to bottom goes on to the next cell.
     """
-    from autograder import render
+    from autograder.report import render
 
     try:
         if activation is not None:
             # The course the grader will use (cheap: no worker starts for a typo).
-            graded = course.find_default(reference.PROJECT_ROOT).names
+            graded = course.find_default(files.PROJECT_ROOT).names
             if activation not in graded:
                 if activation in assignment.BY_NAME:
                     what = f"{activation} is not part of this course"
@@ -133,7 +104,10 @@ def check(activation: str | None = None) -> None:
                     what = f"no activation named {activation!r}"
                 print(f"check: {what}; the activations are {', '.join(graded)}.")
                 return
-        report = grade_source(module_from_cells(kernel_cells()), activation)
+        report = grade_source(
+            notebook_source.module_from_cells(kernel_cells(), "this notebook", ran=True),
+            activation,
+        )
     except Exception as exc:  # the notebook must carry on; say why in one line
         print(f"check could not run: {type(exc).__name__}: {exc}")
         return
@@ -147,7 +121,7 @@ def plot_reference(activation: str) -> None:
     except ImportError:
         print("Plots need matplotlib (pip install matplotlib); the formulas above say the same.")
         return
-    from autograder import plots
+    from autograder.report import plots
 
     try:
         curves = plots.reference_curves([activation])[activation]

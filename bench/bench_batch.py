@@ -37,9 +37,9 @@ sys.path.insert(0, str(ROOT / "tests"))  # the fixture helpers: replace_method
 
 from helpers import handin_tar, replace_method  # noqa: E402
 
-from autograder import batch, reference  # noqa: E402
-from autograder.cases import PUBLIC_DATA  # noqa: E402
-from autograder.worker.proctree import descendants  # noqa: E402
+from autograder import batch, files  # noqa: E402
+from autograder.course.cases import PUBLIC_DATA  # noqa: E402
+from autograder.isolation.worker.proctree import descendants  # noqa: E402
 
 TARGET_RATE = 50.0  # submissions per second
 TARGET_MEMORY_MB = 500.0
@@ -47,7 +47,7 @@ TARGET_MEMORY_MB = 500.0
 # ------------------------------------------------------------------ submissions
 
 
-REFERENCE = reference.REFERENCE_PATH.read_text(encoding="utf-8")
+REFERENCE = files.REFERENCE_PATH.read_text(encoding="utf-8")
 BUGS = [
     # A wrong derivative, an unfinished class, a wrong kink, a naive overflow, a typo.
     lambda s: replace_method(s, "Swish", "backward", "return dLdA * 0.5"),

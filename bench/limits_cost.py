@@ -25,9 +25,9 @@ import time
 
 import numpy  # noqa: F401  (forks copy a numpy-loaded process, like the zygote's)
 
-from autograder.cgroups import CgroupUnavailable, RunCgroup
-from autograder.worker import proctree
-from autograder.worker import syscall_filter as sf
+from autograder.isolation.cgroups import CgroupUnavailable, RunCgroup
+from autograder.isolation.worker import proctree
+from autograder.isolation.worker import syscall_filter as sf
 
 
 def fmt(seconds: float) -> str:

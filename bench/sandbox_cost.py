@@ -22,11 +22,17 @@ import sys
 import tempfile
 import time
 
-from autograder import cases as cases_mod
-from autograder import protected, sandbox
-from autograder.runner import Limits, ProgressCounter, SubmissionFiles, SubmissionRunner, Zygote
-from autograder.worker import proctree, syscall_filter
-from autograder.worker.cleanup import remove_owned_by
+from autograder.course import cases as cases_mod
+from autograder.isolation import protected, sandbox
+from autograder.isolation.runner import (
+    Limits,
+    ProgressCounter,
+    SubmissionRunner,
+    ZygoteProcess,
+)
+from autograder.isolation.worker import proctree, syscall_filter
+from autograder.isolation.worker.cleanup import remove_owned_by
+from autograder.submission.handin import SubmissionFiles
 
 TRIVIAL = SubmissionFiles(
     {
@@ -85,7 +91,7 @@ def level_cost(plan: sandbox.LaunchPlan, case, runs: int) -> tuple[float, float,
     limits = Limits()
     secrets = protected.protected()
     t = time.perf_counter()
-    zygote = Zygote(plan, None, limits.resources(), secrets.cover)
+    zygote = ZygoteProcess(plan, None, limits.resources(), secrets.cover)
     info = zygote.wait_ready()
     start = time.perf_counter() - t
     t = time.perf_counter()
@@ -143,7 +149,7 @@ def layer_costs(runs: int) -> None:
             without.append(timed_ms(forked_plain, 1))
         cost = statistics.median(with_filter) - statistics.median(without)
         print(f"syscall filter      install in a forked child       {cost:7.3f} ms per run")
-        from autograder.worker import landlock
+        from autograder.isolation.worker import landlock
 
         if landlock.abi_version():
             ruleset = landlock.prepare([tempfile.gettempdir()])
@@ -179,7 +185,7 @@ def layer_costs(runs: int) -> None:
     walk = timed_ms(lambda: proctree.tree_cpu_seconds(os.getpid()), runs)
     print(f"CPU clock, /proc    tree_cpu_seconds (no cgroup)    {walk:7.3f} ms per reading")
     try:
-        from autograder import cgroups
+        from autograder.isolation import cgroups
 
         group = cgroups.RunCgroup.create(1 << 30, 64, "bench")
     except (ImportError, OSError, RuntimeError) as exc:

@@ -34,8 +34,10 @@ from urllib.parse import unquote, urlparse
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from autograder import batch, handout, reference, submission  # noqa: E402
+from autograder import batch, files  # noqa: E402
+from autograder.build import stubs  # noqa: E402
 from autograder.engine import GradeOptions  # noqa: E402
+from autograder.submission import handin as submission  # noqa: E402
 
 WINDOW = "1200,4200"  # tall enough for the whole summary of this small class
 WRONG_RELU = """
@@ -59,10 +61,10 @@ Sigmoid.backward = _backward_wrong
 
 def make_class(directory: Path) -> dict[str, str]:
     """A small class of submissions in ``directory``; name -> what it is."""
-    correct = reference.REFERENCE_PATH.read_text(encoding="utf-8")
+    correct = files.REFERENCE_PATH.read_text(encoding="utf-8")
     entries = {
         "alice.py": (correct, "correct"),
-        "bob.py": (handout.stub_text(), "the stubs"),
+        "bob.py": (stubs.stub_text(), "the stubs"),
         "carol.py": (correct + WRONG_RELU, "ReLU forward wrong"),
         "dave & <eve>.py": (correct + WRONG_RELU + WRONG_SIGMOID, "two bugs, a name to escape"),
         "frank.tar": ("not an archive", "unusable"),

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from autograder.course.course_file import in_effect
 from autograder.engine import GradeOptions, Grader
-from autograder.handout import in_effect
-from autograder.runner import Limits
+from autograder.isolation.runner import Limits
 
 # What a perfect submission scores under the course in effect (this repository has no
 # course.toml, so the full preset's total), as the session grader grades.

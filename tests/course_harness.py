@@ -18,10 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
-from autograder import reference, rules
-from autograder.cases import Case, describe, materialize
-from autograder.compare import compare, compare_scalar
-from autograder.course import Course
+from autograder.course import reference
+from autograder.course.cases import Case, describe, materialize
+from autograder.course.course_file import Course
+from autograder.judge import rules
+from autograder.judge.compare import compare, compare_scalar
 
 REFERENCE = reference.load_reference()
 

@@ -16,16 +16,16 @@ import textwrap
 import zipfile
 from pathlib import Path
 
-from autograder import reference
+from autograder import files
 
-REFERENCE_SOURCE = reference.REFERENCE_PATH.read_text(encoding="utf-8")
+REFERENCE_SOURCE = files.REFERENCE_PATH.read_text(encoding="utf-8")
 
 
 def _table_configs() -> list[tuple[str, dict]]:
     """(class name, constructor arguments): every activation of the table with its
     defaults and each set of arguments its public and hidden cases use."""
-    from autograder import assignment
-    from autograder.hidden_cases import HIDDEN
+    from autograder.course import assignment
+    from autograder.course.hidden_cases import HIDDEN
 
     configs = []
     for act in assignment.ACTIVATIONS:
@@ -38,7 +38,7 @@ def _table_configs() -> list[tuple[str, dict]]:
 
 
 def _vector(name: str) -> bool:
-    from autograder import assignment
+    from autograder.course import assignment
 
     return assignment.BY_NAME[name].vector
 

@@ -17,13 +17,16 @@ import pytest
 from conftest import TEST_LIMITS
 from helpers import REFERENCE_SOURCE, append, replace_method, write_layout
 
-from autograder import batch, course, handout, reference, summary
+from autograder import batch, files
+from autograder.build import stubs
+from autograder.course import course_file as course
 from autograder.engine import GradeOptions
-from autograder.report import Report, TestEntry
-from autograder.runner import Limits
+from autograder.isolation.runner import Limits
+from autograder.report import summary
+from autograder.report.record import Report, TestEntry
 
-ROOT = reference.PROJECT_ROOT
-STUBS = handout.stub_text()
+ROOT = files.PROJECT_ROOT
+STUBS = stubs.stub_text()
 OPTIONS = GradeOptions(limits=Limits(**TEST_LIMITS), allow_unisolated=True)
 WRONG_RELU = replace_method(
     REFERENCE_SOURCE, "ReLU", "forward", "self.A = np.zeros_like(Z)\nreturn self.A"
@@ -222,7 +225,7 @@ def test_grade_all_follows_the_course(tmp_path):
 
 
 def test_content_hash_follows_the_files_and_the_grader(tmp_path):
-    from autograder import submission
+    from autograder.submission import handin as submission
 
     a = submission.load(write_layout(tmp_path / "a", REFERENCE_SOURCE, "file"))
     b = submission.load(write_layout(tmp_path / "b", REFERENCE_SOURCE, "tar"))

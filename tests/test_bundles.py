@@ -26,11 +26,13 @@ import pytest
 from conftest import FULL_MARKS
 from helpers import REFERENCE_SOURCE, notebook
 
-from autograder import bundles, cases, handout, reference, stubs
-from autograder.hidden_cases import HIDDEN
+from autograder.build import bundles, handout, stubs
+from autograder.course import cases
+from autograder.course.hidden_cases import HIDDEN
+from autograder.files import PROJECT_ROOT
 
-ROOT = reference.PROJECT_ROOT
-STUBS = handout.stub_text()
+ROOT = PROJECT_ROOT
+STUBS = stubs.stub_text()
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +99,7 @@ def test_the_handout_carries_no_hidden_case(dist):
                 # The hidden inputs themselves, as the data files spell numbers.
                 first = json.dumps(float(case.Z.ravel()[0]))
                 assert len(first) > 12 and first not in text, (case.id, name)
-    public_data = texts["handout/autograder/data/public_cases.json"]
+    public_data = texts["handout/autograder/course/data/public_cases.json"]
     assert {r["visibility"] for r in json.loads(public_data)["cases"]} == {"public"}
 
 
@@ -105,7 +107,7 @@ def test_the_platform_bundles_carry_every_case_as_data(dist):
     for bundle, files in all_bundle_files(dist).items():
         if bundle == "handout":
             continue
-        (name,) = [n for n in files if n.endswith("autograder/data/all_cases.json")]
+        (name,) = [n for n in files if n.endswith("autograder/course/data/all_cases.json")]
         rows = json.loads(files[name])["cases"]
         ids = {r["id"] for r in rows}
         assert {c.id for c in hidden_cases()} <= ids, bundle
@@ -416,7 +418,7 @@ def _python(args: list[str], cwd: Path, **kwargs) -> subprocess.CompletedProcess
 
 @pytest.mark.slow
 def test_a_course_file_drives_the_handout_and_every_bundle(tmp_path):
-    from autograder import course
+    from autograder.course import course_file as course
 
     repo = _repository_copy(tmp_path / "repo")
     f25 = course.load("cmu-f25")
@@ -424,7 +426,7 @@ def test_a_course_file_drives_the_handout_and_every_bundle(tmp_path):
     # The committed handout is full's: the drift check says so, the bundles refuse.
     stale = _python(["-m", "autograder", "handout", "--check"], repo)
     assert stale.returncode == 1 and "activation.py" in stale.stdout
-    refused = _python(["-m", "autograder.bundles", "handout", "--dist", "dist"], repo)
+    refused = _python(["-m", "autograder.build.bundles", "handout", "--dist", "dist"], repo)
     assert refused.returncode == 2 and "make handout-files" in refused.stderr
     assert _python(["-m", "autograder", "handout"], repo).returncode == 0
     assert _python(["-m", "autograder", "handout", "--check"], repo).returncode == 0
@@ -434,10 +436,12 @@ def test_a_course_file_drives_the_handout_and_every_bundle(tmp_path):
     nb = json.loads((repo / "handout" / "activations.ipynb").read_text())
     code = "".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
     assert "class Softplus" not in code and "class Swish" in code
-    data = json.loads((repo / "autograder" / "data" / "public_cases.json").read_text())
+    data = json.loads((repo / "autograder" / "course" / "data" / "public_cases.json").read_text())
     assert {r["id"] for r in data["cases"]} == set(f25.case_ids("public"))
-    assert (repo / "autograder" / "presets" / "full.toml").read_text() == course.full_preset_text()
-    built = _python(["-m", "autograder.bundles", "all", "--dist", "dist"], repo)
+    assert (
+        repo / "autograder" / "course" / "presets" / "full.toml"
+    ).read_text() == course.full_preset_text()
+    built = _python(["-m", "autograder.build.bundles", "all", "--dist", "dist"], repo)
     assert built.returncode == 0, built.stderr
     dist = repo / "dist"
     files = all_bundle_files(dist)
@@ -449,7 +453,7 @@ def test_a_course_file_drives_the_handout_and_every_bundle(tmp_path):
     assert platform["autolab_problems"] == ["Activation"]
     zero = files["autolab"]["autograde-Makefile"].decode()
     assert '{"scores": {"Activation": 0.0}, "scoreboard": [0.0]}' in zero
-    rows = json.loads(files["gradescope"]["autograder/data/all_cases.json"])["cases"]
+    rows = json.loads(files["gradescope"]["autograder/course/data/all_cases.json"])["cases"]
     assert {r["id"] for r in rows} == set(f25.case_ids("public")) | set(f25.case_ids("hidden"))
     # The student's copy grades the course's public cases, a correct Fall 2025 handin fully.
     unpacked = tmp_path / "student"
@@ -473,7 +477,7 @@ def test_a_course_file_drives_the_handout_and_every_bundle(tmp_path):
 
 
 def test_a_student_bundle_never_ships_a_hidden_case_id_of_the_course(tmp_path):
-    from autograder import course
+    from autograder.course import course_file as course
 
     text = (
         course.preset_text("cmu-f23").replace(

@@ -1,4 +1,4 @@
-"""One cgroup per grading run (autograder/cgroups.py).
+"""One cgroup per grading run (autograder/isolation/cgroups.py).
 
 Each limit has an attack (the workload goes past the limit and is stopped), its
 honest twin (the same workload, smaller, passes under the same limit) and the
@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from autograder import cgroups
-from autograder.cgroups import CgroupUnavailable, RunCgroup
-from autograder.worker import proctree
+from autograder.isolation import cgroups
+from autograder.isolation.cgroups import CgroupUnavailable, RunCgroup
+from autograder.isolation.worker import proctree
 
 
 def _probe() -> str:

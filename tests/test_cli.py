@@ -11,11 +11,13 @@ from pathlib import Path
 import pytest
 from helpers import REFERENCE_SOURCE, write_layout
 
-from autograder import course, handout, reference
+from autograder import files
+from autograder.course import course_file
+from autograder.course import course_file as course
 
-ROOT = reference.PROJECT_ROOT
+ROOT = files.PROJECT_ROOT
 # The course in effect here (this repository has no course.toml: full).
-COURSE = handout.in_effect()
+COURSE = course_file.in_effect()
 STUB_SCORE = COURSE.row("Identity").max_score  # the stubs give Identity complete
 
 

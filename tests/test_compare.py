@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from autograder.compare import compare, compare_scalar, fmt
+from autograder.judge.compare import compare, compare_scalar, fmt
 
 RTOL, ATOL = 1e-5, 1e-6
 

@@ -11,10 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from autograder import assignment, course, reference
-from autograder.cases import materialize
-from autograder.course import CourseError
-from autograder.hidden_cases import HIDDEN
+from autograder import files
+from autograder.course import assignment
+from autograder.course import course_file as course
+from autograder.course.cases import materialize
+from autograder.course.course_file import CourseError
+from autograder.course.hidden_cases import HIDDEN
 
 PRESETS = {"cmu-f23", "cmu-s25", "cmu-f25", "full"}
 CMU_SIX = ("Identity", "Sigmoid", "Tanh", "ReLU", "GELU", "Softmax")
@@ -381,14 +383,14 @@ def test_the_base_of_the_invalid_cases_is_valid():
 
 
 def test_a_class_the_reference_lacks_is_refused(tmp_path, monkeypatch):
-    source = reference.REFERENCE_PATH.read_text(encoding="utf-8")
+    source = files.REFERENCE_PATH.read_text(encoding="utf-8")
     lacking = tmp_path / "activation.py"
     lacking.write_text(source.replace("class GELU:", "class GELUx:"), encoding="utf-8")
-    monkeypatch.setenv(reference.REFERENCE_ENV, str(lacking))
+    monkeypatch.setenv(files.REFERENCE_ENV, str(lacking))
     text = "[course]\ntotal = 2\n[activations.GELU]\nforward = { public = 1, hidden = 1 }\n"
     with pytest.raises(CourseError, match=r"^course.toml: activations.GELU: the reference has no"):
         course.parse(text)
-    monkeypatch.delenv(reference.REFERENCE_ENV)
+    monkeypatch.delenv(files.REFERENCE_ENV)
     assert course.parse(text).names == ("GELU",)
 
 
@@ -526,7 +528,7 @@ def test_the_digest_changes_with_a_hidden_case(monkeypatch):
 
 
 def test_the_digest_is_the_same_in_another_process():
-    code = "from autograder import course; print(course.load('cmu-f25').digest())"
+    code = "from autograder.course import course_file; print(course_file.load('cmu-f25').digest())"
     env = dict(os.environ, PYTHONHASHSEED="12345")
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
@@ -541,7 +543,7 @@ def test_presets_differ_from_each_other():
 
 def test_preset_files_ship_as_package_data():
     pyproject = (Path(__file__).resolve().parent.parent / "pyproject.toml").read_text()
-    assert '"presets/*.toml"' in pyproject
+    assert '"autograder.course" = ["data/*.json", "presets/*.toml"]' in pyproject
 
 
 def test_the_full_preset_file_is_generated_from_the_table():

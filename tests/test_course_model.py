@@ -15,8 +15,9 @@ from pathlib import Path
 import numpy as np
 from helpers import CONFIGS, kinks
 
-from autograder import assignment, course, reference
-from autograder.hidden_cases import HIDDEN
+from autograder.course import assignment, reference
+from autograder.course import course_file as course
+from autograder.course.hidden_cases import HIDDEN
 
 TESTS = Path(__file__).resolve().parent
 

@@ -13,9 +13,11 @@ import pytest
 from conftest import FULL_MARKS, by_name
 from helpers import REFERENCE_SOURCE, append, replace_method
 
-from autograder import batch, render, submission, summary
-from autograder.escape import printable
-from autograder.report import Report
+from autograder import batch
+from autograder.report import render, summary
+from autograder.report.escape import printable
+from autograder.report.record import Report
+from autograder.submission import handin as submission
 
 # What must never appear raw in a text format: ESC, CSI (C1), CR, BEL, backspace, DEL,
 # a right-to-left override, a line separator.

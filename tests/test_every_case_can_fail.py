@@ -15,9 +15,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from autograder import course, reference
-from autograder.cases import Case, describe, materialize
-from autograder.compare import compare, compare_scalar
+from autograder.course import course_file as course
+from autograder.course import reference
+from autograder.course.cases import Case, describe, materialize
+from autograder.judge.compare import compare, compare_scalar
 
 REFERENCE = reference.load_reference()
 

@@ -15,10 +15,13 @@ from conftest import FULL_MARKS, by_name
 from helpers import REFERENCE_SOURCE, append, replace_method, write_layout
 from test_grading import EXTRA_ATTRIBUTES, FLOAT32, LOOP_SOFTMAX
 
-from autograder import assignment, cases, checks, feedback, mistakes, reference, render, submission
-from autograder import outputs as out
-from autograder.outputs import CaseOutput, PhaseOutput, RunOutput
-from autograder.report import (
+from autograder import files
+from autograder.course import assignment, cases, reference
+from autograder.isolation import outputs as out
+from autograder.isolation.outputs import CaseOutput, PhaseOutput, RunOutput
+from autograder.judge import checks, feedback, mistakes
+from autograder.report import render
+from autograder.report.record import (
     CRASHED,
     EXCEPTION,
     FAILURE_KINDS,
@@ -30,10 +33,10 @@ from autograder.report import (
     UNDERFLOW,
     WRONG_VALUE,
     Report,
-    entry,
 )
+from autograder.submission import handin as submission
 
-REFERENCE = reference.load_module(reference.REFERENCE_PATH)
+REFERENCE = reference.load_module(files.REFERENCE_PATH)
 
 
 @pytest.fixture(scope="module")
@@ -444,7 +447,7 @@ def _handmade_report(grader, change) -> Report:
                 run.cases[case.id] = output
         runs[visibility] = run
     ctx = checks.GradingContext("handmade", grader.cases, runs, REFERENCE_SOURCE)
-    return Report("handmade", [entry(checks.evaluate(spec, ctx)) for spec in grader.specs])
+    return Report("handmade", [checks.evaluate(spec, ctx).entry() for spec in grader.specs])
 
 
 def test_handmade_outputs_of_the_reference_score_full_marks(grader):
@@ -796,7 +799,7 @@ def test_a_hang_while_probing_costs_nothing(grader, tmp_path):
     ],
 )
 def test_a_near_miss_is_named_only_when_close_and_not_another_activation(defined, hint):
-    from autograder import checks
+    from autograder.judge import checks
 
     assert checks.near_miss("GELU", defined) == hint
     text = checks.class_not_found("GELU", defined)

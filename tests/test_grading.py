@@ -6,13 +6,14 @@ import pytest
 from conftest import by_name
 from helpers import REFERENCE_SOURCE, append, replace_method, write_layout
 
-from autograder import handout, reference
-from autograder.checks import PASSED
+from autograder import files
+from autograder.course import course_file
+from autograder.judge.checks import PASSED
 
-HANDOUT = reference.PROJECT_ROOT / "handout"
+HANDOUT = files.PROJECT_ROOT / "handout"
 # The course in effect (this repository has no course.toml: full), as the session grader uses.
-COURSE = handout.in_effect()
-SOLUTIONS = reference.PROJECT_ROOT / "solutions"
+COURSE = course_file.in_effect()
+SOLUTIONS = files.PROJECT_ROOT / "solutions"
 
 
 def assert_full_marks(report) -> None:

@@ -19,9 +19,10 @@ import pytest
 from conftest import FULL_MARKS, by_name
 from helpers import REFERENCE_SOURCE, append, replace_method, write_layout
 
-from autograder import handout, render
+from autograder.build import stubs
+from autograder.report import render
 
-STUBS = handout.stub_text()
+STUBS = stubs.stub_text()
 
 # The honest base most attacks are added to: the reference with a wrong ReLU.forward.
 WRONG_RELU = replace_method(

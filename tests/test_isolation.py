@@ -21,9 +21,10 @@ import pytest
 from conftest import TEST_LIMITS, by_name
 from helpers import REFERENCE_SOURCE, append, replace_method, write_layout
 
-from autograder import batch, protected, sandbox, uids
+from autograder import batch
 from autograder.engine import CACHE_DIR, GradeOptions, Grader
-from autograder.runner import Limits
+from autograder.isolation import protected, sandbox, uids
+from autograder.isolation.runner import Limits
 
 ROOT = Path(__file__).resolve().parent.parent
 root_only = pytest.mark.skipif(
@@ -269,7 +270,7 @@ time.sleep(30)
 
 def _student_process(proc: subprocess.Popen, timeout: float = 60.0) -> int:
     """The student's process under a grader: the deepest process that stays put."""
-    from autograder.worker.proctree import descendants
+    from autograder.isolation.worker.proctree import descendants
 
     deadline = time.monotonic() + timeout
     last, since = 0, time.monotonic()
@@ -569,7 +570,7 @@ except OSError:
 def test_student_code_cannot_reach_a_same_user_process(tmp_path, landlock):
     # At the process level (Autolab) make and sh run as the student's uid and are
     # dumpable: their memory and stdout must stay out of reach, and so must signals.
-    from autograder.worker import landlock as ll
+    from autograder.isolation.worker import landlock as ll
 
     if not ll.abi_version():
         pytest.skip(f"no Landlock here: {ll.unavailable_reason()}")

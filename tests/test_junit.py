@@ -9,10 +9,11 @@ from xml.etree import ElementTree as ET
 import pytest
 from helpers import REFERENCE_SOURCE, replace_method, write_layout
 
-from autograder import reference, render
-from autograder.report import Report, TestEntry
+from autograder import files
+from autograder.report import render
+from autograder.report.record import Report, TestEntry
 
-ROOT = reference.PROJECT_ROOT
+ROOT = files.PROJECT_ROOT
 
 
 def entry(name: str, status: str, output: str = "", score: float = 0.0) -> TestEntry:

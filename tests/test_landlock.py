@@ -1,4 +1,4 @@
-"""Landlock on student code (autograder/worker/landlock.py).
+"""Landlock on student code (autograder/isolation/worker/landlock.py).
 
 Every scenario runs in a real process tree started here: a parent P (forked
 from pytest; as root, and as uid 65534 made dumpable again, like a freshly
@@ -45,8 +45,8 @@ import numpy as np
 import pytest
 import scipy.special
 
-from autograder.worker import landlock
-from autograder.worker import syscall_filter as sf
+from autograder.isolation.worker import landlock
+from autograder.isolation.worker import syscall_filter as sf
 
 ABI = landlock.abi_version()
 pytestmark = pytest.mark.skipif(

@@ -12,9 +12,13 @@ import pytest
 from helpers import REFERENCE_SOURCE, write_layout
 from test_feedback import MAX_FAILURE_LINES, failure_section
 
-from autograder import assignment, cases, engine, feedback, mistakes, reference, render, submission
+from autograder import engine, files
+from autograder.course import assignment, cases, reference
 from autograder.engine import GradeOptions, Grader
-from autograder.report import FAILURE_KINDS, PASSED
+from autograder.judge import feedback, mistakes
+from autograder.report import render
+from autograder.report.record import FAILURE_KINDS, PASSED
+from autograder.submission import handin as submission
 
 COMPUTED = [m for m in mistakes.CATALOGUE if not m.structural]
 
@@ -102,7 +106,7 @@ def test_replace_methods_changes_signatures_and_adds_methods():
 @pytest.fixture(scope="module")
 def public_cases():
     """Public cases with reference outputs and the catalogue's outputs, computed now."""
-    module = reference.load_module(reference.REFERENCE_PATH)
+    module = reference.load_module(files.REFERENCE_PATH)
     found = reference.attach_expected(module, cases.build_cases(("public",)))
     return mistakes.attach(found, REFERENCE_SOURCE)
 
@@ -142,7 +146,7 @@ def test_stored_mistakes_are_far_from_the_reference(public_cases):
 
 def test_reference_outputs_match_no_mistake(public_cases):
     # named_mistakes on the reference's own outputs (as if a student returned them).
-    from autograder.outputs import CaseOutput, PhaseOutput
+    from autograder.isolation.outputs import CaseOutput, PhaseOutput
 
     for case in public_cases:
         e = case.expected
@@ -168,9 +172,9 @@ def test_committed_public_data_carries_the_mistakes(public_cases):
 def test_student_bundle_names_mistakes_from_the_data_file_alone(monkeypatch, tmp_path):
     # The bundle has neither the reference nor mistakes.py: the public data file
     # must be enough to recognise a mistake.
-    monkeypatch.setenv(reference.REFERENCE_ENV, str(tmp_path / "no-reference.py"))
-    monkeypatch.setitem(__import__("sys").modules, "autograder.mistakes", None)
-    assert reference.reference_path() is None
+    monkeypatch.setenv(files.REFERENCE_ENV, str(tmp_path / "no-reference.py"))
+    monkeypatch.setitem(__import__("sys").modules, "autograder.judge.mistakes", None)
+    assert files.reference_path() is None
     found, hidden = engine.prepare_cases()
     assert not hidden and any(c.mistakes for c in found)
     source = mistakes.BY_NAME["softmax-diagonal-jacobian"].source(REFERENCE_SOURCE)

@@ -17,17 +17,12 @@ import pytest
 from conftest import FULL_MARKS
 from helpers import REFERENCE_SOURCE, notebook
 
-from autograder import (
-    assignment,
-    cli,
-    handout,
-    notebook_build,
-    notebook_check,
-    reference,
-    stubs,
-)
-from autograder.checks import PASSED
-from autograder.notebook_source import SKIP_TAG
+from autograder import cli, files, notebook_check
+from autograder.build import handout, notebook_build, stubs
+from autograder.course import assignment
+from autograder.judge.checks import PASSED
+from autograder.submission import notebook_source
+from autograder.submission.notebook_source import SKIP_TAG
 
 NOTEBOOK = handout.NOTEBOOK_PATH
 
@@ -59,7 +54,7 @@ def test_notebook_contains_no_solution_code():
 def test_every_activation_has_its_four_cells():
     cells = {c.get("id"): c for c in _cells()}
     stub_classes = {
-        n.name: n for n in ast.parse(handout.stub_text()).body if isinstance(n, ast.ClassDef)
+        n.name: n for n in ast.parse(stubs.stub_text()).body if isinstance(n, ast.ClassDef)
     }
     for spec in assignment.ACTIVATIONS:
         key = spec.name.lower()
@@ -172,7 +167,7 @@ def test_module_from_cells_keeps_what_the_kernel_defined():
         "%timeit ReLU()\nclass ReLU:\n    def forward(self, Z):\n        return 3",
         'check("ReLU")\nprint(ReLU().forward(1))',
     ]
-    text = notebook_check.module_from_cells(cells)
+    text = notebook_source.module_from_cells(cells, "this notebook", ran=True)
     namespace: dict = {}
     exec(compile(text, "<cells>", "exec"), namespace)
     assert namespace["ReLU"]().forward(None) == 3
@@ -255,7 +250,7 @@ def test_handed_out_notebook_runs_to_the_end_reporting_not_implemented(
     import nbformat
 
     # As in the student bundle: no reference, so checks and plots run from the data files.
-    monkeypatch.setenv(reference.REFERENCE_ENV, str(tmp_path / "no-reference.py"))
+    monkeypatch.setenv(files.REFERENCE_ENV, str(tmp_path / "no-reference.py"))
     nb = execute(nbformat.read(NOTEBOOK, as_version=4), kernel, tmp_path)
     cells = {c.get("id"): c for c in nb.cells}
     for spec in assignment.ACTIVATIONS:

@@ -14,8 +14,8 @@ import pytest
 from conftest import by_name
 from helpers import REFERENCE_SOURCE, replace_method, write_layout
 
-from autograder import outputs as out
-from autograder import submission
+from autograder.isolation import outputs as out
+from autograder.submission import handin as submission
 
 
 def remove_method(source: str, cls: str, method: str) -> str:
@@ -123,7 +123,7 @@ def test_the_socket_helper_finds_sockets():
 def test_starting_the_worker_is_not_charged_to_the_submission(grader, tmp_path):
     # A slow worker start (a loaded machine, a fallback to a weaker level) happens
     # before the submission's first child: it must not count against its budget.
-    from autograder.runner import Limits, SubmissionRunner
+    from autograder.isolation.runner import Limits, SubmissionRunner
 
     # Sleeps a little per ReLU case, so the run lasts past its first CPU readings.
     leisurely = replace_method(

@@ -42,12 +42,15 @@ import pytest
 from conftest import FULL_MARKS
 from helpers import REFERENCE_SOURCE, append, handin_tar
 
-from autograder import assignment, bundles, cases, handout, reference, render
+from autograder import files
+from autograder.build import bundles, stubs
+from autograder.course import assignment, cases, course_file
+from autograder.report import render
 
-ROOT = reference.PROJECT_ROOT
+ROOT = files.PROJECT_ROOT
 # The course the bundles are built for: the one in effect (full, in this repository).
-COURSE = handout.in_effect()
-STUBS = handout.stub_text()
+COURSE = course_file.in_effect()
+STUBS = stubs.stub_text()
 RUNNER = bundles.TEMPLATES / "platform_run.py"
 # The grading user of the simulated Autolab jobs (Tango's "autograde"): a uid of its own.
 AUTOGRADE_UID = 43210
@@ -583,7 +586,7 @@ def test_gradescope_bundle_permissions_after_run_autograder(dist, tmp_path):
     data = source / bundles.ALL_CASES
     assert data.is_file() and data.stat().st_mode & 0o077 == 0
     assert (source / "platform_run.py").stat().st_mode & 0o077 == 0
-    worker = source / "autograder" / "worker"
+    worker = source / "autograder" / "isolation" / "worker"
     worker = worker if worker.is_dir() else source / "autograder" / "worker.py"
     assert worker.stat().st_mode & 0o004
     for folder in (source, source / "autograder"):
@@ -893,17 +896,17 @@ else:
 def fake_bundle(folder: Path, policy: str = "auto", course=COURSE) -> Path:
     """platform_run.py, platform.json and a stand-in grader package in ``folder``."""
     package = folder / "autograder"
-    (package / "data").mkdir(parents=True)
-    (package / "worker").mkdir()
-    (package / "__init__.py").write_text("")
-    (package / "worker" / "__init__.py").write_text("")
-    (package / "data" / "all_cases.json").write_text('{"cases": []}')
+    (package / "course" / "data").mkdir(parents=True)
+    (package / "isolation" / "worker").mkdir(parents=True)
+    for init in ("", "course", "isolation", "isolation/worker"):
+        (package / init / "__init__.py").write_text("")
+    (package / "course" / "data" / "all_cases.json").write_text('{"cases": []}')
     names = list(course.autolab_problems())
     (package / "__main__.py").write_text(f"NAMES = {names!r}\n" + FAKE_GRADER)
     # As a real bundle's table: every activation, whatever the course (an older runner's
     # source of the problem names).
     table = [a.name for a in assignment.ACTIVATIONS]
-    (package / "assignment.py").write_text(
+    (package / "course" / "assignment.py").write_text(
         "class _A:\n    def __init__(self, n):\n        self.name = n\n"
         f"ACTIVATIONS = [_A(n) for n in {table!r}]\n"
     )
@@ -992,7 +995,7 @@ def test_runner_turns_a_refusal_into_a_zero_with_what_to_change_autolab(tmp_path
 def test_runner_checks_and_falls_back_to_the_course_problems(tmp_path, preset):
     # The runner reads the course's Autolab problems from platform.json (no grader code):
     # a score line with other names is not accepted, and the zero line uses them.
-    from autograder import course
+    from autograder.course import course_file as course
 
     c = course.load(preset)
     job = tmp_path / "job"
@@ -1055,7 +1058,7 @@ def test_runner_refuses_to_grade_without_the_case_data(tmp_path):
     # grade the public cases only; it is a zero with the reason instead.
     job = tmp_path / "job"
     runner = fake_bundle(job / "autograde")
-    (job / "autograde" / "autograder" / "data" / "all_cases.json").unlink()
+    (job / "autograde" / "autograder" / "course" / "data" / "all_cases.json").unlink()
     (job / "handin.tar").write_bytes(handin_tar(STUBS))
     env = {"FAKE_RECORD": str(tmp_path / "r"), "FAKE_JOB": str(job)}
     output = run_runner(runner, ["autolab"], job, env, tmp_path / "out")
@@ -1071,11 +1074,15 @@ def test_runner_makes_the_bundle_private_except_the_worker(tmp_path):
         path.chmod(0o777 if path.is_dir() else 0o666)
     load_runner(bundle).secure_bundle(bundle)
     mode = {p.relative_to(bundle).as_posix(): p.stat().st_mode & 0o777 for p in bundle.rglob("*")}
-    assert mode["autograder/data/all_cases.json"] == 0o600
-    assert mode["autograder/data"] == 0o700
+    assert mode["autograder/course/data/all_cases.json"] == 0o600
+    assert mode["autograder/course/data"] == 0o700
     assert mode["platform.json"] == 0o600
     assert mode["autograder"] == 0o711 and bundle.stat().st_mode & 0o777 == 0o711
-    assert mode["autograder/worker"] == 0o755 and mode["autograder/worker/__init__.py"] == 0o644
+    assert mode["autograder/isolation"] == 0o711
+    assert (
+        mode["autograder/isolation/worker"] == 0o755
+        and mode["autograder/isolation/worker/__init__.py"] == 0o644
+    )
 
 
 def test_bundles_carry_their_sandbox_policy(dist):

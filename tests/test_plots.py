@@ -8,8 +8,12 @@ import numpy as np
 import pytest
 from helpers import REFERENCE_SOURCE, write_layout
 
-from autograder import assignment, cli, mistakes, plots, reference, submission
-from autograder.runner import SubmissionRunner
+from autograder import cli, files
+from autograder.course import assignment
+from autograder.isolation.runner import SubmissionRunner
+from autograder.judge import mistakes
+from autograder.report import plots
+from autograder.submission import handin as submission
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -63,8 +67,8 @@ def test_student_curves_show_the_mistakes(grader, tmp_path):
 def test_plot_data_file_matches_the_reference(monkeypatch):
     names = [a.name for a in assignment.ACTIVATIONS]
     computed = plots.reference_curves(names)
-    monkeypatch.setenv(reference.REFERENCE_ENV, "/nonexistent/reference.py")
-    assert reference.reference_path() is None
+    monkeypatch.setenv(files.REFERENCE_ENV, "/nonexistent/reference.py")
+    assert files.reference_path() is None
     stored = plots.reference_curves(names)
     for name in names:
         assert set(stored[name]) == set(computed[name]), name
@@ -78,7 +82,7 @@ def test_plots_for_failing_activations_only(grader, tmp_path, capsys):
     sub = submission.load(write_layout(tmp_path / "sub", source, "file"))
     report = grader.grade_submission(sub, use_pytest=False)
     out = tmp_path / "plots"
-    written = plots.write_for_report(grader, sub, report, out)
+    written = plots.write_for_report(lambda cases: grader.run_shown(sub, cases), report, out)
     assert sorted(p.name for p in written) == ["GELU.png", "Hardswish.png"]
     assert sorted(p.name for p in out.iterdir()) == ["GELU.png", "Hardswish.png"]
     for path in written:
@@ -89,8 +93,8 @@ def test_plots_for_failing_activations_only(grader, tmp_path, capsys):
 
 def test_not_implemented_classes_still_get_a_plot(grader, tmp_path):
     pytest.importorskip("matplotlib")
-    sub = submission.load(reference.PROJECT_ROOT / "handout")
-    written = plots.write_plots(grader, sub, ["ReLU"], tmp_path)
+    sub = submission.load(files.PROJECT_ROOT / "handout")
+    written = plots.write_plots(lambda cases: grader.run_shown(sub, cases), ["ReLU"], tmp_path)
     assert [p.name for p in written] == ["ReLU.png"]
 
 

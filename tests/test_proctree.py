@@ -1,4 +1,4 @@
-"""Process trees through /proc (autograder/worker/proctree.py)."""
+"""Process trees through /proc (autograder/isolation/worker/proctree.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from autograder.worker import proctree
+from autograder.isolation.worker import proctree
 
 pytestmark = pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux /proc")
 
@@ -212,7 +212,7 @@ def test_a_proc_of_another_pid_namespace_is_never_walked(own_proc):
     # Under `unshare --pid` without a fresh /proc, pid numbers in /proc name strangers:
     # walking them (or signalling them) would reach the wrong processes.
     code = (
-        "from autograder.worker import proctree; import os\n"
+        "from autograder.isolation.worker import proctree; import os\n"
         "print(proctree.proc_is_ours(), proctree.descendants(1) == [], "
         "proctree.tree_cpu_seconds(os.getpid()) is None)"
     )

@@ -9,7 +9,7 @@ import struct
 import numpy as np
 import pytest
 
-from autograder.worker.frames import HEADER, FrameDecoder, ProtocolError, encode_frame
+from autograder.isolation.worker.frames import HEADER, FrameDecoder, ProtocolError, encode_frame
 
 
 def _frame(header: dict | bytes, payload: bytes = b"") -> bytes:

@@ -15,7 +15,7 @@ from pathlib import Path
 import course_harness
 import pytest
 
-from autograder import course
+from autograder.course import course_file as course
 
 REAL = Path(__file__).resolve().parent / "fixtures" / "real"
 EXPECTED = json.loads((REAL / "expected.json").read_text(encoding="utf-8"))["fixtures"]
@@ -94,7 +94,7 @@ def graders():
     from conftest import TEST_LIMITS
 
     from autograder.engine import GradeOptions, Grader
-    from autograder.runner import Limits
+    from autograder.isolation.runner import Limits
 
     made: dict[str, Grader] = {}
 
@@ -203,7 +203,7 @@ def test_all_or_nothing_through_the_real_grader(graders):
     text = course.preset_text("cmu-f25").replace(
         'credit = "proportional"', 'credit = "all-or-nothing"'
     )
-    from autograder import render
+    from autograder.report import render
 
     grader = graders("cmu-f25-aon", text)
     defect = grader.grade(REAL / "f25_lookalike_swish_overflow.py", use_pytest=False)

@@ -27,15 +27,16 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from mpmath import mp, mpf
 
-from autograder import assignment, reference
+from autograder import files
+from autograder.course import assignment, reference
 
 RTOL = 1e-10
 ATOL = 1e-12
 MP_DPS = 50
 H = mpf("1e-20")  # central-difference step, at MP_DPS digits
 
-ref = reference.load_module(reference.REFERENCE_PATH)
-REFERENCE_SOURCE = reference.REFERENCE_PATH.read_text(encoding="utf-8")
+ref = reference.load_module(files.REFERENCE_PATH)
+REFERENCE_SOURCE = files.REFERENCE_PATH.read_text(encoding="utf-8")
 
 SETTINGS = settings(
     max_examples=25,

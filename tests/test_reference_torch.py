@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 from helpers import CONFIGS, SCALAR_CONFIGS, kinks
 
-from autograder import assignment, reference
+from autograder import files
+from autograder.course import assignment, reference
 
 torch = pytest.importorskip("torch", reason="PyTorch is not installed: pip install torch==2.13.0")
 F = torch.nn.functional
@@ -24,7 +25,7 @@ F = torch.nn.functional
 RTOL = 1e-10
 ATOL = 1e-12
 
-ref = reference.load_module(reference.REFERENCE_PATH)
+ref = reference.load_module(files.REFERENCE_PATH)
 
 
 def config_id(config):

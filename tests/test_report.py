@@ -8,8 +8,10 @@ import sys
 
 from helpers import REFERENCE_SOURCE, write_layout
 
-from autograder import mistakes, reference, render, summary
-from autograder.report import (
+from autograder import files
+from autograder.judge import mistakes
+from autograder.report import render, summary
+from autograder.report.record import (
     FAILURE_KINDS,
     KIND_PRIORITY,
     NOT_IMPLEMENTED,
@@ -138,21 +140,21 @@ def test_rendering_a_stored_report_imports_neither_pytest_nor_the_checks(grader,
     stored.write_text(render.as_json(report))
     code = (
         "import json, sys\n"
-        "from autograder import render, report, summary\n"
-        "r = report.Report.from_dict(json.load(open(sys.argv[1])))\n"
+        "from autograder.report import record, render, summary\n"
+        "r = record.Report.from_dict(json.load(open(sys.argv[1])))\n"
         "for fn in render.RENDERERS.values():\n"
         "    fn(r)\n"
         "s = summary.summarize([summary.Outcome.from_report(r)])\n"
         "summary.render_text(s), summary.render_html(s)\n"
         "bad = [m for m in sys.modules if m.split('.')[0] in ('pytest', '_pytest')\n"
-        "       or m in ('autograder.checks', 'autograder.feedback', 'autograder.engine')]\n"
+        "       or m in ('autograder.judge.checks', 'autograder.judge.feedback', 'autograder.engine')]\n"
         "print(json.dumps(bad))\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", code, str(stored)],
         capture_output=True,
         text=True,
-        cwd=reference.PROJECT_ROOT,
+        cwd=files.PROJECT_ROOT,
         timeout=60,
         check=True,
     )

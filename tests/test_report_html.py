@@ -14,10 +14,12 @@ from urllib.parse import unquote
 import pytest
 from helpers import REFERENCE_SOURCE, append
 
-from autograder import batch, handout, report_html
-from autograder.report import Report, TestEntry
+from autograder import batch
+from autograder.build import stubs
+from autograder.report import report_html
+from autograder.report.record import Report, TestEntry
 
-STUBS = handout.stub_text()
+STUBS = stubs.stub_text()
 WRONG_RELU = """
 def _zeros(self, Z):
     self.A = np.zeros_like(Z)

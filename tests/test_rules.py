@@ -13,9 +13,10 @@ import pytest
 from conftest import FULL_MARKS, by_name
 from helpers import REFERENCE_SOURCE, replace_method, write_layout
 
-from autograder import reference, render
-from autograder.report import FAILED, NOT_RUN, PASSED, RULE
-from autograder.rules import violations
+from autograder import files
+from autograder.judge.rules import violations
+from autograder.report import render
+from autograder.report.record import FAILED, NOT_RUN, PASSED, RULE
 
 GOOD = """
 import numpy as np
@@ -260,7 +261,7 @@ def test_rule_is_judged_when_forward_runs_but_fails(grader, tmp_path):
 
 def test_rule_not_judged_when_forward_never_runs(grader, tmp_path):
     # The handout stub raises NotImplementedError: nothing to judge, shown as "rule -".
-    stub = (reference.PROJECT_ROOT / "handout" / "mytorch" / "nn" / "activation.py").read_text()
+    stub = (files.PROJECT_ROOT / "handout" / "mytorch" / "nn" / "activation.py").read_text()
     report, rule = _tanh_rule(grader, tmp_path, stub)
     assert (rule.status, rule.failure_kind, rule.score) == (FAILED, NOT_RUN, 0.0)
     tanh_row = next(line for line in render.table(report).splitlines() if line.startswith("Tanh "))

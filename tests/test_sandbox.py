@@ -20,14 +20,16 @@ import pytest
 from conftest import FULL_MARKS, TEST_LIMITS, by_name
 from helpers import append, replace_method, write_layout
 
-from autograder import handout, reference, sandbox, uids
+from autograder import files
+from autograder.build import stubs
 from autograder.engine import GradeOptions, Grader
-from autograder.runner import Limits
+from autograder.isolation import sandbox, uids
+from autograder.isolation.runner import Limits
 
 pytestmark = pytest.mark.sandbox
 
-STUBS = handout.stub_text()
-ROOT = str(reference.PROJECT_ROOT)
+STUBS = stubs.stub_text()
+ROOT = str(files.PROJECT_ROOT)
 
 
 @pytest.fixture(scope="module")
@@ -82,13 +84,13 @@ STEAL_SOLUTIONS = relu_attack(
     guesses += [{ROOT!r}, "/work", "/root", "/home"]
     for guess in guesses:
         for _ in range(6):
-            for rel in ("solutions/mytorch/nn/activation.py", "autograder/hidden_cases.py",
-                        "autograder/data/public_cases.json", "main/solutions/mytorch/nn/activation.py"):
+            for rel in ("solutions/mytorch/nn/activation.py", "autograder/course/hidden_cases.py",
+                        "autograder/course/data/public_cases.json", "main/solutions/mytorch/nn/activation.py"):
                 if os.path.exists(os.path.join(guess, rel)):
                     found.append(os.path.join(guess, rel))
             guess = os.path.dirname(guess)
     try:
-        import autograder.hidden_cases
+        import autograder.course.hidden_cases
         found.append("hidden_cases")
     except Exception:
         pass
@@ -270,9 +272,7 @@ def test_leftover_processes_die_with_their_run(strict, tmp_path):
     assert len(_sandbox_processes(strict)) == baseline
     # ...so the daemon never gets to rewrite the next submission.
     time.sleep(0.5)
-    later = strict.grade(
-        write_layout(tmp_path / "later", handout.reference.REFERENCE_PATH.read_text(), "file")
-    )
+    later = strict.grade(write_layout(tmp_path / "later", files.REFERENCE_PATH.read_text(), "file"))
     assert later.score == FULL_MARKS
 
 

@@ -1,4 +1,4 @@
-"""The stub generator (autograder/stubs.py) and the committed handout it makes.
+"""The stub generator (autograder/build/stubs.py) and the committed handout it makes.
 
 * unit tests of ``strip_solutions`` and ``solution_lines`` on small sources;
 * the committed handout: no drift from the generator, imports cleanly, the
@@ -17,10 +17,12 @@ import warnings
 import numpy as np
 import pytest
 
-from autograder import assignment, cases, handout, reference, stubs
-from autograder.stubs import MarkerError, solution_lines, strip_solutions
+from autograder import files
+from autograder.build import handout, stubs
+from autograder.build.stubs import MarkerError, solution_lines, strip_solutions
+from autograder.course import assignment, cases, course_file, reference
 
-REFERENCE_SOURCE = reference.REFERENCE_PATH.read_text(encoding="utf-8")
+REFERENCE_SOURCE = files.REFERENCE_PATH.read_text(encoding="utf-8")
 
 # --------------------------------------------------------------------------- #
 # strip_solutions
@@ -236,7 +238,7 @@ def test_solution_lines_of_the_reference():
 
 HANDOUT_TEXT = handout.STUB_PATH.read_text(encoding="utf-8")
 HANDOUT_TREE = ast.parse(HANDOUT_TEXT)
-ref = reference.load_module(reference.REFERENCE_PATH)
+ref = reference.load_module(files.REFERENCE_PATH)
 
 
 def load_handout():
@@ -261,7 +263,7 @@ STUBBED = sorted(set(REF_CLASSES) - {"Identity"})
 
 
 def test_the_handout_does_not_drift_from_the_generator():
-    assert handout.stub_text() == HANDOUT_TEXT, (
+    assert stubs.stub_text() == HANDOUT_TEXT, (
         "handout/mytorch/nn/activation.py is stale: run `make handout-files`"
     )
 
@@ -273,16 +275,16 @@ def test_the_handout_imports_cleanly():
 
 def test_the_handout_defines_the_classes_of_the_course():
     assert set(REF_CLASSES) == set(assignment.BY_NAME)
-    assert list(classes_of(load_handout())) == list(handout.in_effect().names)
+    assert list(classes_of(load_handout())) == list(course_file.in_effect().names)
 
 
 @pytest.mark.parametrize("preset", ["cmu-f23", "cmu-f25"])
 def test_a_course_s_stubs_hold_its_classes_exactly_as_the_full_stubs_do(preset):
-    from autograder import course
+    from autograder.course import course_file as course
 
     c = course.load(preset)
-    text = handout.stub_text(c)
-    full = handout.stub_text(course.load("full"))
+    text = stubs.stub_text(c)
+    full = stubs.stub_text(course.load("full"))
     compile(text, "activation.py", "exec")
     tree = ast.parse(text)
     kept = [n.name for n in tree.body if isinstance(n, ast.ClassDef)]
@@ -470,5 +472,5 @@ def test_softmax_backward_keeps_the_cmu_skeleton():
 def test_the_public_case_data_does_not_drift_from_the_generator():
     committed = cases.PUBLIC_DATA.read_text(encoding="utf-8")
     assert committed == handout.public_data_text(), (
-        "autograder/data/public_cases.json is stale: run `make handout-files`"
+        "autograder/course/data/public_cases.json is stale: run `make handout-files`"
     )

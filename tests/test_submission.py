@@ -29,11 +29,13 @@ from pathlib import Path
 import pytest
 from helpers import REFERENCE_SOURCE, handin_tar, write_layout
 
-from autograder import archive, reference, submission
-from autograder.notebook_source import _segments, notebook_to_module
-from autograder.submission import SubmissionError
+from autograder import files
+from autograder.submission import archive
+from autograder.submission import handin as submission
+from autograder.submission.handin import SubmissionError
+from autograder.submission.notebook_source import NotebookError, _segments, notebook_to_module
 
-ROOT = reference.PROJECT_ROOT
+ROOT = files.PROJECT_ROOT
 SOURCE = REFERENCE_SOURCE.encode()
 ENTRY = "mytorch/nn/activation.py"
 
@@ -857,14 +859,14 @@ def test_notebook_keeps_definitions_drops_magics_and_experiments():
 def test_a_notebook_with_too_many_cells_is_refused_before_validation():
     limit = 2000
     assert notebook_to_module(_notebook(["x = 1"] * 50), "ok.ipynb").count("x = 1") == 50
-    with pytest.raises(SubmissionError, match=f"holds {limit + 1} cells; the limit is {limit}"):
+    with pytest.raises(NotebookError, match=f"holds {limit + 1} cells; the limit is {limit}"):
         notebook_to_module(_notebook([""] * (limit + 1), kind="raw"), "many.ipynb")
 
 
 def test_a_notebook_with_too_much_code_is_refused():
-    from autograder.notebook_source import MAX_CODE_BYTES
+    from autograder.submission.notebook_source import MAX_CODE_BYTES
 
-    with pytest.raises(SubmissionError, match=f"the limit is {MAX_CODE_BYTES}"):
+    with pytest.raises(NotebookError, match=f"the limit is {MAX_CODE_BYTES}"):
         notebook_to_module(_notebook(["x = 1\n" * (MAX_CODE_BYTES // 6 + 1)]), "big.ipynb")
 
 
@@ -876,7 +878,7 @@ def test_a_notebook_with_too_much_code_is_refused():
 def test_a_cell_nested_too_deeply_is_refused_with_one_line(source):
     # Python's parser raises RecursionError or MemoryError here, which once ended in exit 3.
     with pytest.raises(
-        SubmissionError, match=re.escape("code cell 2 of deep.ipynb is nested too deeply")
+        NotebookError, match=re.escape("code cell 2 of deep.ipynb is nested too deeply")
     ):
         notebook_to_module(_notebook(["import numpy as np", source]), "deep.ipynb")
 
@@ -893,7 +895,7 @@ def test_a_cell_nested_too_deeply_is_refused_with_one_line(source):
 )
 def test_a_notebook_against_its_schema_is_refused_with_one_line(cell):
     nb = {"nbformat": 4, "nbformat_minor": 4, "metadata": {}, "cells": [cell]}
-    with pytest.raises(SubmissionError, match="not a readable Jupyter notebook") as info:
+    with pytest.raises(NotebookError, match="not a readable Jupyter notebook") as info:
         notebook_to_module(json.dumps(nb).encode(), "nb.ipynb")
     assert "\n" not in str(info.value)
 
@@ -904,7 +906,7 @@ def test_a_cell_with_a_syntax_error_is_kept_for_the_worker_to_report():
 
 
 def test_a_nul_character_in_a_cell_is_refused():
-    with pytest.raises(SubmissionError, match=re.escape("code cell 1 of nb.ipynb holds a NUL")):
+    with pytest.raises(NotebookError, match=re.escape("code cell 1 of nb.ipynb holds a NUL")):
         notebook_to_module(_notebook(["x = 1\0"]), "nb.ipynb")
 
 

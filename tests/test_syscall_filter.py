@@ -1,4 +1,4 @@
-"""The seccomp filter on student code (autograder/worker/syscall_filter.py).
+"""The seccomp filter on student code (autograder/isolation/worker/syscall_filter.py).
 
 Every attack runs in a forked child three ways: under the whole filter (denied
 with the group's errno), without any filter (the honest twin: the call works, or
@@ -26,7 +26,7 @@ from collections.abc import Callable
 
 import pytest
 
-from autograder.worker import syscall_filter as sf
+from autograder.isolation.worker import syscall_filter as sf
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="seccomp is Linux only"

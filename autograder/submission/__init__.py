@@ -1,0 +1,9 @@
+"""Reading a handin: a folder, a file, an archive or a notebook, into files in memory.
+
+* ``handin.py``: what a submission is and how it is loaded;
+* ``archive.py``: the strict, bounded reader of tar and zip handins;
+* ``notebook_source.py``: a notebook (or a kernel's cells) to the module graded.
+
+Imports nothing of the package but :mod:`autograder.files`; in particular
+nothing of :mod:`autograder.isolation`.
+"""
