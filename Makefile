@@ -75,9 +75,11 @@ autolab: $(VENV)/.installed-base
 bench: $(VENV)/.installed-base
 	$(PY) bench/bench_batch.py $(BENCH_FLAGS)
 
+# ruff, then the package's layering (the import contracts in pyproject.toml).
 lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports --no-cache
 
 format: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check --fix .

@@ -114,9 +114,9 @@ def _add_course(p: argparse.ArgumentParser) -> None:
 
 def _course(args: argparse.Namespace):
     """The course of this command (an unusable course file raises CourseError: exit 2)."""
-    from autograder.course import course_file as course
+    from autograder.course import course_file
 
-    return course.resolve(getattr(args, "course", None), files.PROJECT_ROOT)
+    return course_file.resolve(getattr(args, "course", None), files.PROJECT_ROOT)
 
 
 def _options(args: argparse.Namespace):
@@ -427,10 +427,10 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_course(args: argparse.Namespace) -> int:
     """``autograder course init PRESET [PATH]`` and ``autograder course show``."""
-    from autograder.course import course_file as course
+    from autograder.course import course_file
 
     if args.course_command == "init":
-        path = course.init(args.preset, args.path)
+        path = course_file.init(args.preset, args.path)
         print(f"wrote {path} (the preset {args.preset}): edit it, then run `make handout-files`")
         return 0
     sys.stdout.write(_course(args).describe())

@@ -26,9 +26,7 @@ from __future__ import annotations
 
 import atexit
 
-from autograder import files
-from autograder.course import assignment
-from autograder.course import course_file as course
+from autograder.course import assignment, course_file
 from autograder.submission import notebook_source
 
 _GRADER = None
@@ -96,7 +94,7 @@ def check(activation: str | None = None) -> None:
     try:
         if activation is not None:
             # The course the grader will use (cheap: no worker starts for a typo).
-            graded = course.find_default(files.PROJECT_ROOT).names
+            graded = course_file.in_effect().names
             if activation not in graded:
                 if activation in assignment.BY_NAME:
                     what = f"{activation} is not part of this course"

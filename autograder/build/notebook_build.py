@@ -29,8 +29,6 @@ from autograder.submission.notebook_source import SKIP_TAG
 if TYPE_CHECKING:
     from autograder.course.course_file import Course
 
-NOTEBOOK_NAME = "activations.ipynb"
-
 INTRO = r"""# Activation functions for mytorch
 
 In this notebook you write the activation functions of **mytorch**, the small

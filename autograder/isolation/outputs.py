@@ -72,8 +72,6 @@ class RunOutput:
     import_message: str = ""
     stdout: str = ""
     sandbox: str = ""
-    # Notable events (restarts after a crash or timeout), for the report.
-    events: list[str] = field(default_factory=list)
     # The module's own top-level class names, as the worker reported them after the
     # import (capped plain strings): feedback's "did you mean GELU?".
     classes: list[str] = field(default_factory=list)

@@ -691,7 +691,6 @@ class SubmissionRunner:
                 _not_run(output, ("backward", "dLdbeta"), out.SKIPPED, "")
             results[stop.phase].cases[case.id] = output
             remaining[stop.phase].remove(case)
-            results[stop.phase].events.append(f"{case.id}: {stop.message}")
             if stop.status == out.TIMEOUT:
                 key = (case.activation, phase_name)
                 timeouts[key] = timeouts.get(key, 0) + 1

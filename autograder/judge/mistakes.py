@@ -29,12 +29,11 @@ from __future__ import annotations
 import ast
 import textwrap
 import types
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
-from autograder.course import assignment
+from autograder.course import assignment, reference
 from autograder.course.cases import Case, Expected
 from autograder.judge import feedback
 
@@ -699,30 +698,6 @@ def load_source(source: str, name: str = "_autograder_mistake") -> types.ModuleT
     return module
 
 
-def run_case(module: types.ModuleType, case: Case) -> Expected | None:
-    """A mistaken implementation's outputs on one case, in float64; None if it raises.
-
-    Inputs are widened to float64 as for the reference. Overflow warnings are
-    part of some mistakes, so they are silenced here rather than turned into errors.
-    """
-    Z = np.asarray(case.Z, dtype=np.float64).copy()
-    dLdA = np.asarray(case.dLdA, dtype=np.float64).copy()
-    with warnings.catch_warnings(), np.errstate(all="ignore"):
-        warnings.simplefilter("ignore")
-        try:
-            obj = getattr(module, case.activation)(**case.kwargs)
-            A = np.array(obj.forward(Z), dtype=np.float64)
-            dLdZ = np.array(obj.backward(dLdA), dtype=np.float64)
-        except Exception:  # e.g. a broadcasting error: nothing to recognise on this case
-            return None
-    beta = getattr(obj, "dLdbeta", None)
-    if beta is not None and np.size(beta) == 1:
-        beta = float(np.asarray(beta, dtype=np.float64).reshape(()))
-    else:
-        beta = None
-    return Expected(A=A, dLdZ=dLdZ, dLdbeta=beta)
-
-
 # A mistake's outputs are kept for a case only where they differ from the reference's
 # by this many tolerances somewhere: a near miss could be mistaken for correct code
 # that rounds differently (Tanh's 1 - A against 1 - A^2 where Z is 1e-4).
@@ -765,7 +740,7 @@ def attach(cases: list[Case], reference_source: str) -> list[Case]:
         for case in public:
             if case.activation != mistake.activation:
                 continue
-            mistaken = run_case(module, case)
+            mistaken = reference.run_case(module, case, trusted=False)
             if mistaken is not None and _clearly_differs(case, mistaken):
                 mistaken.note = mistake.message
                 case.mistakes[mistake.name] = mistaken

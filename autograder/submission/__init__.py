@@ -4,6 +4,7 @@
 * ``archive.py``: the strict, bounded reader of tar and zip handins;
 * ``notebook_source.py``: a notebook (or a kernel's cells) to the module graded.
 
-Imports nothing of the package but :mod:`autograder.files`; in particular
-nothing of :mod:`autograder.isolation`.
+The layering would let it import :mod:`autograder.course` and
+:mod:`autograder.files`; it needs neither, and it never imports
+:mod:`autograder.isolation` or anything above.
 """

@@ -8,8 +8,10 @@ Read these files to review the whole trust boundary:
   module and runs the cases;
 * ``zygote.py``: imports numpy once, forks the children, kills and removes
   everything a child leaves;
-* ``linux.py``, ``proctree.py``, ``syscall_filter.py``: process controls,
-  process-tree walks and the seccomp filter the child installs.
+* ``linux.py``, ``proctree.py``, ``cleanup.py``: process controls, process-tree
+  walks, and removing what a child left (files, processes of its uid);
+* ``syscall_filter.py``, ``landlock.py``: the seccomp filter and the Landlock
+  ruleset the child installs before it imports student code.
 
 This folder imports nothing else of the package (the sandbox mounts it
 alone), and importing it runs no code: the grader starts the zygote with
