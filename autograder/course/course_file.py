@@ -275,15 +275,7 @@ class Course:
         ]
         hidden = set(self.hidden_ids_named())
         for act in self.activations:
-            lines += ["", f"[activations.{act.name}]"]
-            for phase, points in act.points.items():
-                lines.append(
-                    f"{phase} = {{ public = {_points_text(points.public)}, "
-                    f"hidden = {_points_text(points.hidden)} }}"
-                )
-            if act.rules:
-                rules = ", ".join(f"{rule_key(r)} = {_points_text(r.points)}" for r in act.rules)
-                lines.append(f"rules = {{ {rules} }}")
+            lines += _points_lines(act)
             kinds = [kind for name, kind in self.left_out if name == act.name]
             if kinds:
                 lines.append(f"leave_out = [{', '.join(_toml_str(k) for k in kinds)}]")
@@ -460,16 +452,22 @@ def full_preset_text() -> str:
         f'rule_name = "{DEFAULT_RULE_NAME}"',
     ]
     for act in assignment.ACTIVATIONS:
-        lines += ["", f"[activations.{act.name}]"]
-        for phase, points in act.points.items():
-            lines.append(
-                f"{phase} = {{ public = {_points_text(points.public)}, "
-                f"hidden = {_points_text(points.hidden)} }}"
-            )
-        if act.rules:
-            rules = ", ".join(f"{rule_key(r)} = {_points_text(r.points)}" for r in act.rules)
-            lines.append(f"rules = {{ {rules} }}")
+        lines += _points_lines(act)
     return "\n".join(lines) + "\n"
+
+
+def _points_lines(act: Activation) -> list[str]:
+    """An activation's table in a course file: its header, phases' points and rules."""
+    lines = ["", f"[activations.{act.name}]"]
+    for phase, points in act.points.items():
+        lines.append(
+            f"{phase} = {{ public = {_points_text(points.public)}, "
+            f"hidden = {_points_text(points.hidden)} }}"
+        )
+    if act.rules:
+        rules = ", ".join(f"{rule_key(r)} = {_points_text(r.points)}" for r in act.rules)
+        lines.append(f"rules = {{ {rules} }}")
+    return lines
 
 
 def _unknown_course(name: str) -> str:
