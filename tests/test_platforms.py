@@ -309,14 +309,23 @@ def fake_bwrap(directory: Path) -> Path:
     return path
 
 
-def _hide_repository() -> str:
-    """Shell lines hiding the instructor's repository, except the Python environment."""
+def _hide_repository(then: str = "") -> str:
+    """Shell lines hiding the instructor's repository, except the Python environment.
+
+    ``then``: mounts that would cover the environment too (the job's own /tmp,
+    where a clone under /tmp keeps its venv); they run while it is set aside.
+    The environment is taken from its host path, which the new root may not
+    show (Gradescope's root gets a fresh /tmp).
+    """
     keep = Path(sys.prefix).resolve()
+    stash = keep.is_relative_to(ROOT) or keep.is_relative_to("/tmp")
     lines = ['mkdir -p "$NS/.stash"']
-    if keep.is_relative_to(ROOT):
-        lines.append(f'mount --bind "$NS{keep}" "$NS/.stash"')
-    lines.append(f'mount -t tmpfs -o mode=0755 tmpfs "$NS{ROOT}"')
-    if keep.is_relative_to(ROOT):
+    if stash:
+        lines.append(f'mount --bind "{keep}" "$NS/.stash"')
+    if then:
+        lines.append(then)
+    lines += [f'mkdir -p "$NS{ROOT}"', f'mount -t tmpfs -o mode=0755 tmpfs "$NS{ROOT}"']
+    if stash:
         lines += [f'mkdir -p "$NS{keep}"', f'mount --move "$NS/.stash" "$NS{keep}"']
     lines.append('rmdir "$NS/.stash" 2>/dev/null || true')
     return "\n".join(lines)
@@ -363,6 +372,9 @@ done"""
 
 def _prepare(script: str) -> str:
     """A job script with the repository hidden, the Python runtime reachable, survivors listed."""
+    # The job's fresh /tmp (Autolab's, mounted in place) goes on while the environment is set aside.
+    job_tmp = "mount -t tmpfs -o mode=1777 tmpfs /tmp"
+    script = script.replace(f"HIDE_REPOSITORY\n{job_tmp}", _hide_repository(then=job_tmp))
     script = script.replace("HIDE_REPOSITORY", _hide_repository())
     script = script.replace("SURVIVORS_CHECK", SURVIVORS)
     return script.replace("EXPOSE_PYTHON", _expose_python())
@@ -681,8 +693,8 @@ fi
 if [ "$GRADING_UID" != 0 ]; then chown -R "$GRADING_UID:$GRADING_UID" /home/autograde; fi
 if [ -n "$FAKE_BWRAP" ]; then mount --bind "$FAKE_BWRAP" /usr/bin/bwrap; fi
 HIDE_REPOSITORY
-EXPOSE_PYTHON
 mount -t tmpfs -o mode=1777 tmpfs /tmp
+EXPOSE_PYTHON
 mount -t proc proc /proc
 cd /home/autograde/autolab
 if [ "$GRADING_UID" = 0 ]; then
