@@ -1085,6 +1085,14 @@ def test_the_cli_refuses_a_fifo_without_hanging(tmp_path, private_tmp):
     assert len(stderr.splitlines()) == 1
 
 
+@pytest.mark.parametrize("name", ["handin.tar", "handin.zip", "hw.ipynb", "activation.py"])
+def test_a_fifo_of_any_kind_is_refused_without_waiting(tmp_path, name):
+    # Opening a FIFO for reading waits for a writer; the archive reader once did.
+    os.mkfifo(tmp_path / name)
+    with pytest.raises(SubmissionError, match=re.escape(f"{name} is not a regular file")):
+        submission.load(tmp_path / name)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("layout", ["tgz", "zip"])
 def test_the_cli_grades_an_honest_archive(tmp_path, private_tmp, layout):

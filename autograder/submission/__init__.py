@@ -2,6 +2,7 @@
 
 * ``handin.py``: what a submission is and how it is loaded;
 * ``archive.py``: the strict, bounded reader of tar and zip handins;
+* ``open_file.py``: the one way a submitted file is opened (no link, no FIFO, a size cap);
 * ``notebook_source.py``: a notebook (or a kernel's cells) to the module graded.
 
 The layering would let it import :mod:`autograder.course` and

@@ -25,7 +25,6 @@ one line.
 
 from __future__ import annotations
 
-import os
 import stat
 import struct
 import zlib
@@ -33,6 +32,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO, Protocol
+
+from autograder.submission.open_file import FileRefused, open_regular
 
 MAX_ARCHIVE_BYTES = 64 << 20  # the archive file, and all its members unpacked
 MAX_MEMBER_BYTES = 16 << 20  # one member unpacked
@@ -85,27 +86,22 @@ def read(path: Path, keep: Keep) -> Contents:
     """
     name = path.name
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    except OSError as exc:
-        raise ArchiveError(f"cannot read {name}: {exc.strerror}") from None
-    with open(fd, "rb") as raw:
-        info = os.fstat(raw.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raise ArchiveError(f"{name} is not a regular file")
-        if info.st_size > MAX_ARCHIVE_BYTES:
-            raise ArchiveError(f"{name} is {info.st_size} bytes; the limit is {MAX_ARCHIVE_BYTES}")
+        raw, size = open_regular(path, MAX_ARCHIVE_BYTES)
+    except FileRefused as exc:
+        raise ArchiveError(str(exc)) from None
+    with raw:
         try:
             magic = raw.read(6)
             raw.seek(0)
             if magic.startswith((b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08")):
-                return _Zip(raw, info.st_size, name, keep).read()
+                return _Zip(raw, size, name, keep).read()
             if magic.startswith((b"BZh", b"\xfd7zXZ\x00")):
                 kind = "bzip2" if magic.startswith(b"BZh") else "xz"
                 raise ArchiveError(
                     f"{name} is compressed with {kind}; make the handin with tar or tar -z, or zip"
                 )
             if magic.startswith(b"\x1f\x8b"):
-                stream = _Stream(_Gunzip(raw, name), name, packed=info.st_size)
+                stream = _Stream(_Gunzip(raw, name), name, packed=size)
             elif name.lower().endswith(".zip"):
                 raise ArchiveError(f"cannot unpack {name}: not a zip archive (or a damaged one)")
             else:

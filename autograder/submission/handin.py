@@ -14,16 +14,15 @@ an empty file, or one that is binary, is refused with one line.
 
 from __future__ import annotations
 
-import errno
 import io
 import os
-import stat
 import tokenize
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from autograder.submission import archive, notebook_source
+from autograder.submission.open_file import FileRefused, open_regular
 
 # One source file. A real activation module is about 15 KB; the grader parses
 # the module (rules, notebooks), and Python's parser needs about 600 bytes of
@@ -142,20 +141,10 @@ def check_source(name: str, data: bytes) -> None:
 def _read_file(path: Path, limit: int = MAX_FILE_BYTES) -> bytes:
     """A regular file's bytes, never through a link and never more than ``limit``."""
     try:
-        # O_NOFOLLOW and fstat: what is checked is what is read, even if the path changes.
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise SubmissionError(
-                f"{path.name} is a symbolic link; submit the file itself"
-            ) from None
-        raise SubmissionError(f"cannot read {path}: {exc.strerror}") from None
-    with open(fd, "rb") as file:
-        info = os.fstat(file.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raise SubmissionError(f"{path.name} is not a regular file")
-        if info.st_size > limit:
-            raise SubmissionError(f"{path.name} is {info.st_size} bytes; the limit is {limit}")
+        file, _ = open_regular(path, limit)
+    except FileRefused as exc:
+        raise SubmissionError(str(exc)) from None
+    with file:
         try:
             data = file.read(limit + 1)
         except OSError as exc:
