@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import html
-import re
 from typing import Any
 
+from autograder.report.escape import printable
 from autograder.report.record import PASSED, Report, TestEntry
 
 SUMMARY_PAGE = "summary.html"
@@ -31,9 +31,6 @@ pre { background: #f7f7f7; border: 1px solid #ddd; padding: 0.6em; overflow-x: a
 .problem { background: #fdecea; border: 1px solid #f5c6cb; padding: 0.6em; }
 """
 
-# Control characters a submission may print or put in a name: shown, never interpreted.
-_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-
 
 def isolation_of(report: Report) -> dict[str, Any]:
     """The report's isolation record (``"isolation"`` in its JSON), {} when it has none.
@@ -51,11 +48,11 @@ def isolation_of(report: Report) -> dict[str, Any]:
 
 def _text(value: object) -> str:
     """``value`` as HTML text: escaped, with control characters spelled out (``\\x1b``)."""
-    shown = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(value))
-    return html.escape(shown)
+    return html.escape(printable(str(value)))
 
 
-def _bar(share: float, width_em: float = 10.0) -> str:
+def html_bar(share: float, width_em: float = 10.0) -> str:
+    """A bar ``share`` (0 to 1) of ``width_em`` long, red below one half."""
     cls = "bar low" if share < 0.5 else "bar"
     return f'<span class="{cls}" style="width:{width_em * max(0.0, min(share, 1.0)):.2f}em"></span>'
 
@@ -80,7 +77,7 @@ def render(report: Report, summary_link: str | None = SUMMARY_PAGE) -> str:
         out.append(f'<p><a href="{html.escape(summary_link)}">&larr; Class summary</a></p>')
     out += [
         f"<h1>{_text(title)}</h1>",
-        f'<p>Score <b id="score">{report.score:g} / {report.max_score:g}</b> {_bar(share)}'
+        f'<p>Score <b id="score">{report.score:g} / {report.max_score:g}</b> {html_bar(share)}'
         f" &middot; sandbox <b>{_text(level)}</b>"
         f" &middot; graded in {report.duration_s:.2f} s"
         + ("" if report.hidden_graded else " &middot; public cases only")
@@ -95,7 +92,7 @@ def render(report: Report, summary_link: str | None = SUMMARY_PAGE) -> str:
             part = totals["score"] / totals["max_score"] if totals["max_score"] else 0.0
             out.append(
                 f'<tr><td>{_text(name)}</td><td class="num">{totals["score"]:g} / '
-                f"{totals['max_score']:g}</td><td>{_bar(part)}</td></tr>"
+                f"{totals['max_score']:g}</td><td>{html_bar(part)}</td></tr>"
             )
         out.append("</table>")
     if report.tests:

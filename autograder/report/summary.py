@@ -17,7 +17,7 @@ from urllib.parse import quote
 
 from autograder.report.escape import printable
 from autograder.report.record import PASSED, Report, TestEntry
-from autograder.report.report_html import isolation_of
+from autograder.report.report_html import html_bar, isolation_of
 
 HISTOGRAM_BINS = 10
 TOP_FAILURES = 10
@@ -297,11 +297,6 @@ tr:nth-child(even) { background: #f4f4f4; }
 """
 
 
-def _html_bar(share: float, width_em: float = 20.0) -> str:
-    cls = "bar low" if share < 0.5 else "bar"
-    return f'<span class="{cls}" style="width:{width_em * share:.2f}em"></span>'
-
-
 def report_page(name: str) -> str:
     """The file name of a submission's HTML report, next to its JSON (``<name>.html``)."""
     return f"{name}.html"
@@ -326,7 +321,7 @@ def _submissions_html(outcomes: list[Outcome]) -> list[str]:
         note = f"not graded: {o.problem}" if o.problem else ("unchanged" if o.reused else "")
         out.append(
             f'<tr><td class="num">{rank}</td><td><a href="{href}">{e(o.submission)}</a></td>'
-            f'<td class="num">{o.score:g} / {o.max_score:g}</td><td>{_html_bar(share, 10.0)}</td>'
+            f'<td class="num">{o.score:g} / {o.max_score:g}</td><td>{html_bar(share)}</td>'
             f"<td>{e(o.sandbox or 'none')}</td><td>{e(note)}</td></tr>"
         )
     out.append("</table>")
@@ -377,13 +372,13 @@ def render_html(
         for r in s.activations:
             out.append(
                 f'<tr><td>{e(r.label)}</td><td class="num">{_pct(r.share)}</td>'
-                f'<td>{_html_bar(r.share)}</td><td class="num">{_pct(r.mean_share or 0.0)}</td></tr>'
+                f'<td>{html_bar(r.share, 20.0)}</td><td class="num">{_pct(r.mean_share or 0.0)}</td></tr>'
             )
         out.append("</table><h2>Tests</h2><table><tr><th>test</th><th>passed</th><th></th></tr>")
         for r in s.tests:
             out.append(
                 f'<tr><td>{e(r.label)}</td><td class="num">{_pct(r.share)} ({r.passed}/{r.total})</td>'
-                f"<td>{_html_bar(r.share)}</td></tr>"
+                f"<td>{html_bar(r.share, 20.0)}</td></tr>"
             )
         out.append("</table>")
         if s.failures:
