@@ -634,6 +634,12 @@ class _Parser:
             )
         return value
 
+    def strings(self, value: Any, key: str, what: str) -> tuple[str, ...]:
+        """``value`` as a list of strings, else an error saying it must be a list of ``what``."""
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise self.fail(key, f"must be a list of {what}")
+        return tuple(value)
+
     def points(self, value: Any, key: str) -> float:
         if not _number(value):
             raise self.fail(key, f"must be a number of points, not {_toml_type(value)}")
@@ -809,19 +815,13 @@ class _Parser:
 
         drop: tuple[str, ...] = ()
         if "exclude" in entry:
-            value = entry["exclude"]
             key = f"{prefix}.exclude"
-            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-                raise self.fail(key, 'must be a list of case ids, e.g. ["Tanh-p4"]')
-            drop = tuple(value)
+            drop = self.strings(entry["exclude"], key, 'case ids, e.g. ["Tanh-p4"]')
             self.check_exclusions(base, drop, key)
         kinds: tuple[str, ...] = ()
         if "leave_out" in entry:
-            value = entry["leave_out"]
             key = f"{prefix}.leave_out"
-            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-                raise self.fail(key, 'must be a list of kinds of case, e.g. ["large |Z|"]')
-            kinds = tuple(value)
+            kinds = self.strings(entry["leave_out"], key, 'kinds of case, e.g. ["large |Z|"]')
             # Checked on the public cases alone, so a student bundle validates the same.
             notes = [spec.note for spec in base.public if spec.note]
             for kind in kinds:
